@@ -1,0 +1,339 @@
+"""Typed configuration, validated once at start-up.
+
+Sources, lowest precedence first: the YAML file (`--config`, `FRAMECAST_CONFIG`, or ./cameras.yaml),
+environment variables (`REDIS_URL`, `FRAMECAST_*`), then CLI flags. A bad config raises ConfigError
+naming the file and the field; values are never echoed back, because some of them are secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
+from common.redaction import redact_url
+
+CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEFAULT_CONFIG_FILE = "cameras.yaml"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+# Environment variable -> dotted config path. Env wins over the file, flags win over env.
+ENV_VARS: dict[str, str] = {
+    "REDIS_URL": "redis_url",
+    "FRAMECAST_KEY_PREFIX": "key_prefix",
+    "FRAMECAST_LOG_LEVEL": "log_level",
+    "FRAMECAST_LOG_FORMAT": "log_format",
+    "FRAMECAST_METRICS_PORT": "metrics_port",
+    "FRAMECAST_WEB_HOST": "web.host",
+    "FRAMECAST_WEB_PORT": "web.port",
+    "FRAMECAST_WEB_TOKEN": "web.token",
+    "FRAMECAST_MAX_FRAME_AGE": "worker.max_frame_age",
+}
+
+
+def validate_camera_id(camera_id: str) -> str:
+    """Return camera_id if it is a valid id, else raise InvalidCameraIdError. Called by every entry point."""
+    if not isinstance(camera_id, str) or not CAMERA_ID_RE.match(camera_id):
+        raise InvalidCameraIdError(
+            f"invalid camera id {str(camera_id)[:80]!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
+        )
+    return camera_id
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DetectionConfig(_Model):
+    """How a camera's frames are detected; consumed by workers and `framecast process`."""
+
+    backend: Literal["tflite", "saved_model"] = Field("tflite", description="detector runtime")
+    model: str = Field(
+        "default",
+        description="'default' (bundled SSD MobileNet v2 COCO), a .tflite file or a SavedModel directory",
+    )
+    labels_path: str | None = Field(
+        None, description="coco_labels.txt or label_map.pbtxt; defaults to the bundled COCO labels"
+    )
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="drop detections scoring below this")
+    labels: list[str] = Field(default_factory=list, description="labels to keep; empty keeps all")
+    min_area: float = Field(0.0, ge=0.0, le=1.0, description="minimum box area as a fraction of the image")
+    threads: int = Field(2, ge=1, le=64, description="inference threads per worker process")
+
+
+class CameraConfig(_Model):
+    """One camera: where frames come from and how they are published and detected."""
+
+    id: str = Field(description="1-64 of A-Z a-z 0-9 _ -; part of Redis keys and URLs")
+    source: str | int = Field(
+        description="file path, 'sample', device index, rtsp:// or http(s):// URL, or 'pattern'"
+    )
+    name: str | None = Field(None, description="display name")
+    fps: float = Field(10.0, gt=0, le=120, description="frame-rate cap")
+    max_width: int = Field(1280, ge=16, le=7680, description="frames wider than this are downscaled")
+    jpeg_quality: int = Field(80, ge=1, le=100)
+    loop: bool = Field(True, description="files: start again at the end (false: publish once)")
+    mode: Literal["live", "backlog"] = Field(
+        "live", description="live skips frames older than max_frame_age; backlog processes every frame"
+    )
+    max_frame_age: float | None = Field(
+        None, gt=0, description="seconds; overrides worker.max_frame_age for this camera"
+    )
+    overlay: bool = Field(True, description="draw camera id, time and fps on annotated frames")
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not CAMERA_ID_RE.match(value):
+            raise ValueError("must be 1-64 characters from A-Z a-z 0-9 _ -")
+        return value
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def source_kind(self) -> str:
+        """One of 'device', 'url', 'pattern', 'sample', 'file'."""
+        return source_kind(self.source)
+
+    @property
+    def source_display(self) -> str:
+        """The source with any credentials removed: safe for logs, APIs and pages."""
+        return redact_url(str(self.source))
+
+
+def source_kind(source: str | int) -> str:
+    """Classify a camera source string; shared by the producer and the APIs."""
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return "device"
+    text = source.strip()
+    if text.lower() in ("pattern", "testpattern", "test-pattern"):
+        return "pattern"
+    if text.lower() == "sample":
+        return "sample"
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) and not text.lower().startswith("file://"):
+        return "url"
+    return "file"
+
+
+class StreamLimits(_Model):
+    """MAXLEN of each per-camera stream (approximate trimming, `MAXLEN ~`)."""
+
+    frames_maxlen: int = Field(100, ge=1, le=1_000_000, description="raw frames kept per camera")
+    annotated_maxlen: int = Field(50, ge=1, le=1_000_000, description="annotated frames kept per camera")
+    detections_maxlen: int = Field(100_000, ge=1, le=10_000_000, description="detection records kept")
+    deadletter_maxlen: int = Field(100, ge=1, le=100_000, description="bad frames kept for inspection")
+
+
+class WorkerConfig(_Model):
+    max_frame_age: float = Field(1.0, gt=0, description="seconds; live mode skips older frames")
+    claim_idle_ms: int = Field(5000, ge=100, description="reclaim frames pending this long on a dead consumer")
+    dead_consumer_after: float = Field(60.0, gt=0, description="seconds idle before a consumer is removed")
+    heartbeat_ttl: float = Field(10.0, gt=0, description="seconds a heartbeat stays valid")
+    block_ms: int = Field(1000, ge=10, le=60_000, description="XREADGROUP block time")
+
+
+class WebConfig(_Model):
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    token: SecretStr | None = Field(None, description="when set, required on every endpoint but /healthz")
+    no_signal_after: float = Field(3.0, gt=0, description="seconds without frames before 'no signal'")
+    reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader lives after its last viewer")
+    stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
+
+
+class Settings(_Model):
+    """The whole framecast configuration."""
+
+    redis_url: SecretStr = Field(SecretStr(DEFAULT_REDIS_URL), description="redis:// or rediss:// URL")
+    key_prefix: str = Field("fc", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="prefix of every Redis key")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port of producer/worker; 0 is off")
+    streams: StreamLimits = Field(default_factory=StreamLimits)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    config_path: str | None = Field(None, description="where the file was read from (set by the loader)")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not re.match(r"^(redis|rediss|unix)://", url):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Settings:
+        seen: set[str] = set()
+        for index, cam in enumerate(self.cameras):
+            if cam.id in seen:
+                raise ValueError(f"cameras[{index}].id: duplicate camera id {cam.id!r}")
+            seen.add(cam.id)
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        """Return the camera with this id; raise InvalidCameraIdError or UnknownCameraError."""
+        validate_camera_id(camera_id)
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise UnknownCameraError(camera_id)
+
+    def select_cameras(self, camera_ids: list[str] | None) -> list[CameraConfig]:
+        """The cameras named (all when none are named), in the order given."""
+        if not camera_ids:
+            return list(self.cameras)
+        return [self.camera(cid) for cid in camera_ids]
+
+    def max_frame_age(self, cam: CameraConfig) -> float:
+        return cam.max_frame_age if cam.max_frame_age is not None else self.worker.max_frame_age
+
+    @property
+    def redis_url_display(self) -> str:
+        return redact_url(self.redis_url.get_secret_value())
+
+
+def _set_dotted(target: dict, dotted: str, value: Any) -> None:
+    node = target
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format_location(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("str", "int", "function-after", "function-before") or "[" in str(part):
+            continue  # union-member tags pydantic adds; they mean nothing to a user
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def _describe(errors: list[dict], data: dict) -> list[str]:
+    lines = []
+    for err in errors:
+        where = _format_location(tuple(err.get("loc", ())))
+        # Say which camera a field belongs to, so a long file is easy to fix.
+        loc = err.get("loc", ())
+        if len(loc) >= 2 and loc[0] == "cameras" and isinstance(loc[1], int):
+            cams = data.get("cameras") or []
+            if loc[1] < len(cams) and isinstance(cams[loc[1]], dict) and isinstance(cams[loc[1]].get("id"), str):
+                where += f" (camera {cams[loc[1]]['id'][:64]!r})"
+        message = err.get("msg", "invalid value")
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        lines.append(f"  {where}: {message}")
+    return lines
+
+
+def resolve_config_path(path: str | os.PathLike | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """(path, explicit): --config, else FRAMECAST_CONFIG, else ./cameras.yaml."""
+    if path:
+        return Path(path), True
+    if env.get("FRAMECAST_CONFIG"):
+        return Path(env["FRAMECAST_CONFIG"]), True
+    return Path(DEFAULT_CONFIG_FILE), False
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    require_file: bool = True,
+) -> Settings:
+    """Read, merge and validate the configuration. Called once at each service's start-up.
+
+    `overrides` maps dotted paths (e.g. "redis_url", "web.port") to values from CLI flags; None values
+    are ignored so unset flags do not mask env or file values.
+    """
+    env = os.environ if env is None else env
+    file_path, explicit = resolve_config_path(path, env)
+    data: dict[str, Any] = {}
+    shown = str(file_path)
+    if file_path.exists():
+        try:
+            raw = yaml.safe_load(file_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{shown}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        except OSError as exc:
+            raise ConfigError(f"{shown}: cannot read the config file: {exc.strerror}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{shown}: the top level must be a mapping with a 'cameras' list")
+        data = raw
+    elif explicit or require_file:
+        raise ConfigError(
+            f"{shown}: config file not found; pass --config FILE, set FRAMECAST_CONFIG, "
+            f"or create {DEFAULT_CONFIG_FILE} (see cameras.example.yaml)"
+        )
+
+    # Camera defaults: a `defaults:` mapping merged under every camera.
+    defaults = data.pop("defaults", None)
+    if defaults is not None:
+        if not isinstance(defaults, dict):
+            raise ConfigError(f"{shown}: defaults: must be a mapping of camera settings")
+        cams = data.get("cameras")
+        if isinstance(cams, list):
+            data["cameras"] = [_merge(defaults, c) if isinstance(c, dict) else c for c in cams]
+
+    for var, dotted in ENV_VARS.items():
+        if env.get(var) not in (None, ""):
+            _set_dotted(data, dotted, env[var])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+
+    # Relative file sources are relative to the config file, not to the working directory.
+    base_dir = file_path.resolve().parent if file_path.exists() else Path.cwd()
+    cams = data.get("cameras")
+    if isinstance(cams, list):
+        for cam in cams:
+            if isinstance(cam, dict) and isinstance(cam.get("source"), str):
+                src = cam["source"]
+                if source_kind(src) == "file":
+                    p = Path(src[len("file://"):] if src.lower().startswith("file://") else src).expanduser()
+                    cam["source"] = str(p if p.is_absolute() else (base_dir / p))
+    data["config_path"] = str(file_path) if file_path.exists() else None
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = _describe(exc.errors(include_input=False), data)
+        raise ConfigError(f"{shown}: invalid config:\n" + "\n".join(lines)) from None

@@ -1,0 +1,173 @@
+"""The frame envelope: one versioned msgpack map per stream entry, shared by every service.
+
+    {"v": 1, "cam": str, "run": int, "seq": int, "ts": int, "w": int, "h": int, "jpg": bytes,
+     "dets": [[label, score, x1, y1, x2, y2, class_id], ...] | None, "meta": {str: scalar}}
+
+`run` identifies one producer run (its start time in epoch ns) and `seq` counts frames within it, so
+(run, seq) orders a camera's frames even across producer restarts. `ts` is the capture time in epoch
+ns. `dets` is None on raw frames and a list (possibly empty) on annotated ones. Decoding never raises
+anything but EnvelopeError.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from common.config import CAMERA_ID_RE
+from common.errors import EnvelopeError
+
+VERSION = 1
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024  # a 4K JPEG at high quality is ~3 MB
+MAX_DIMENSION = 16384
+MAX_DETECTIONS = 1000
+_JPEG_SOI = b"\xff\xd8"
+_REQUIRED = ("v", "cam", "run", "seq", "ts", "w", "h", "jpg")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object; box in pixel coordinates (x1, y1, x2, y2) of the frame it belongs to."""
+
+    label: str
+    score: float
+    box: tuple[int, int, int, int]
+    class_id: int = -1
+
+    def to_list(self) -> list:
+        return [self.label, round(float(self.score), 4), *map(int, self.box), int(self.class_id)]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": round(float(self.score), 4), "box": list(map(int, self.box)),
+                "class_id": int(self.class_id)}
+
+    @classmethod
+    def from_list(cls, item: Any) -> Detection:
+        if not isinstance(item, (list, tuple)) or len(item) != 7:
+            raise EnvelopeError("detection must be [label, score, x1, y1, x2, y2, class_id]")
+        label, score, x1, y1, x2, y2, class_id = item
+        if not isinstance(label, str) or not isinstance(score, (int, float)):
+            raise EnvelopeError("detection label must be a string and score a number")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (x1, y1, x2, y2, class_id)):
+            raise EnvelopeError("detection box and class_id must be integers")
+        return cls(label, float(score), (x1, y1, x2, y2), class_id)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A JPEG frame of one camera with its identity, timing and (on annotated frames) detections."""
+
+    cam: str
+    run: int
+    seq: int
+    ts: int
+    width: int
+    height: int
+    jpeg: bytes
+    detections: list[Detection] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key of a camera's frames: later producer runs, then higher sequence numbers, come later."""
+        return (self.run, self.seq)
+
+    def annotated(self, jpeg: bytes, detections: list[Detection], **meta: Any) -> Frame:
+        """A copy carrying the annotated JPEG and detections; identity and capture time are kept."""
+        merged = dict(self.meta)
+        merged.update(meta)
+        return Frame(self.cam, self.run, self.seq, self.ts, self.width, self.height, jpeg,
+                     list(detections), merged)
+
+
+def encode(frame: Frame) -> bytes:
+    """Serialise a frame to envelope bytes. Called by producers and workers before XADD."""
+    payload = {
+        "v": VERSION,
+        "cam": frame.cam,
+        "run": int(frame.run),
+        "seq": int(frame.seq),
+        "ts": int(frame.ts),
+        "w": int(frame.width),
+        "h": int(frame.height),
+        "jpg": bytes(frame.jpeg),
+        "dets": None if frame.detections is None else [d.to_list() for d in frame.detections],
+        "meta": dict(frame.meta),
+    }
+    data = msgpack.packb(payload, use_bin_type=True)
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"frame of {len(data)} bytes exceeds the {MAX_ENVELOPE_BYTES}-byte limit; "
+                            "lower max_width or jpeg_quality")
+    return data
+
+
+def _int(payload: dict, key: str, low: int, high: int) -> int:
+    value = payload[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise EnvelopeError(f"field {key!r} must be an integer in [{low}, {high}]")
+    return value
+
+
+def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Frame:
+    """Parse envelope bytes into a Frame; raise EnvelopeError on anything malformed."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EnvelopeError(f"envelope must be bytes, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise EnvelopeError(f"envelope of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    if len(data) == 0:
+        raise EnvelopeError("empty envelope")
+    try:
+        payload = msgpack.unpackb(
+            bytes(data), raw=False, strict_map_key=True, max_bin_len=max_bytes, max_str_len=65536,
+            max_array_len=MAX_DETECTIONS * 8, max_map_len=64, max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise EnvelopeError(f"not a msgpack envelope ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise EnvelopeError("envelope must be a msgpack map")
+    missing = [k for k in _REQUIRED if k not in payload]
+    if "v" in payload and payload["v"] != VERSION:
+        raise EnvelopeError(f"unsupported envelope version {payload['v']!r}; this build reads version {VERSION}")
+    if missing:
+        raise EnvelopeError(f"envelope is missing fields: {', '.join(missing)}")
+    cam = payload["cam"]
+    if not isinstance(cam, str) or not CAMERA_ID_RE.match(cam):
+        raise EnvelopeError("field 'cam' is not a valid camera id")
+    run = _int(payload, "run", 0, 2**63 - 1)
+    seq = _int(payload, "seq", 0, 2**63 - 1)
+    ts = _int(payload, "ts", 0, 2**63 - 1)
+    width = _int(payload, "w", 1, MAX_DIMENSION)
+    height = _int(payload, "h", 1, MAX_DIMENSION)
+    jpeg = payload["jpg"]
+    if not isinstance(jpeg, bytes) or not jpeg.startswith(_JPEG_SOI):
+        raise EnvelopeError("field 'jpg' is not JPEG data")
+    raw_dets = payload.get("dets")
+    detections = None
+    if raw_dets is not None:
+        if not isinstance(raw_dets, list) or len(raw_dets) > MAX_DETECTIONS:
+            raise EnvelopeError(f"field 'dets' must be a list of at most {MAX_DETECTIONS} detections")
+        detections = [Detection.from_list(item) for item in raw_dets]
+    meta = payload.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise EnvelopeError("field 'meta' must be a map")
+    return Frame(cam, run, seq, ts, width, height, jpeg, detections, meta)
+
+
+def detections_record(frame: Frame) -> bytes:
+    """The JSON record a worker appends to a camera's detections stream for one processed frame."""
+    record = {
+        "cam": frame.cam,
+        "run": frame.run,
+        "seq": frame.seq,
+        "ts": frame.ts,
+        "width": frame.width,
+        "height": frame.height,
+        "detections": [d.to_dict() for d in (frame.detections or [])],
+    }
+    for key in ("worker", "infer_ms", "published_ns"):
+        if key in frame.meta:
+            record[key] = frame.meta[key]
+    return json.dumps(record, separators=(",", ":")).encode()

@@ -1,0 +1,67 @@
+"""Every Redis key name framecast uses, in one place.
+
+All keys of one camera carry the camera id as a hash tag (`{cam}`), so on Redis Cluster they live in
+one slot and multi-key commands and pipelines per camera work. Global registries have their own tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.config import validate_camera_id
+
+# Field name of the single field in every frame stream entry.
+FRAME_FIELD = b"f"
+# Field name of the single field in every detections stream entry (JSON bytes).
+DETECTIONS_FIELD = b"d"
+# Consumer group that the detector workers share on each camera's frames stream.
+WORKER_GROUP = "detectors"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (`key_prefix` in the config, default 'fc')."""
+
+    prefix: str = "fc"
+
+    def _cam(self, kind: str, camera_id: str) -> str:
+        validate_camera_id(camera_id)
+        return f"{self.prefix}:{kind}:{{{camera_id}}}"
+
+    def frames(self, camera_id: str) -> str:
+        """Raw JPEG frames from the producer (stream of envelopes)."""
+        return self._cam("frames", camera_id)
+
+    def annotated(self, camera_id: str) -> str:
+        """Annotated JPEG frames from the workers (stream of envelopes with detections)."""
+        return self._cam("annotated", camera_id)
+
+    def detections(self, camera_id: str) -> str:
+        """Detection records, one JSON entry per processed frame."""
+        return self._cam("detections", camera_id)
+
+    def deadletter(self, camera_id: str) -> str:
+        """Frames that could not be decoded, kept for inspection (bounded)."""
+        return self._cam("deadletter", camera_id)
+
+    def stats(self, camera_id: str) -> str:
+        """Hash of per-camera counters written by producers and workers."""
+        return self._cam("stats", camera_id)
+
+    # Global registries share one hash tag so they can be read together.
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id -> time of last heartbeat (epoch seconds)."""
+        return f"{self.prefix}:{{registry}}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash describing one live worker; expires unless refreshed by heartbeats."""
+        return f"{self.prefix}:{{registry}}:worker:{worker_id}"
+
+    @property
+    def producers(self) -> str:
+        """Sorted set: producer id -> time of last heartbeat."""
+        return f"{self.prefix}:{{registry}}:producers"
+
+    def producer(self, producer_id: str) -> str:
+        return f"{self.prefix}:{{registry}}:producer:{producer_id}"

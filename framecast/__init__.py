@@ -1,0 +1,1 @@
+"""The `framecast` command: a thin dispatcher over the services' own entry points."""

@@ -1,0 +1,1 @@
+"""Detector workers: the detection library, the Redis consumer loop and offline processing."""
