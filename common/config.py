@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
 from common.redaction import redact_url
@@ -302,7 +310,7 @@ def load_config(
     elif explicit or require_file:
         raise ConfigError(
             f"{shown}: config file not found; pass --config FILE, set FRAMECAST_CONFIG, "
-            f"or create {DEFAULT_CONFIG_FILE} (see cameras.example.yaml)"
+            f"or create {DEFAULT_CONFIG_FILE} (the repository ships one to copy)"
         )
 
     # Camera defaults: a `defaults:` mapping merged under every camera.

@@ -1,0 +1,1 @@
+"""Camera producers: read a video source, JPEG-encode once, publish envelopes to Redis Streams."""

@@ -1,0 +1,63 @@
+"""`framecast producer [--camera ID ...]`: publish every configured camera (or the ones named)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+
+from common.connection import CONNECTION_ERRORS, connect, describe_error
+from common.keys import Keys
+from common.registry import deregister, heartbeat, member_id
+from common.service import add_common_args, fail, load_settings, start_metrics, stop_event_on_signals
+from producer.publisher import CameraPublisher
+
+log = logging.getLogger("framecast.producer")
+HEARTBEAT_INTERVAL = 2.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framecast producer", description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--once", action="store_true", help="play files once instead of looping")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(args)
+    cameras = settings.select_cameras(args.cameras)
+    if not cameras:
+        fail("no cameras configured: add a `cameras:` list to the config")
+    if args.once:
+        cameras = [cam.model_copy(update={"loop": False}) for cam in cameras]
+    start_metrics(settings)
+    stop = stop_event_on_signals()
+    client = connect(settings.redis_url, retries=1)
+    keys = Keys(settings.key_prefix)
+    publishers = [CameraPublisher(cam, settings, client, stop) for cam in cameras]
+    threads = [threading.Thread(target=p.run, name=f"camera-{p.camera.id}", daemon=True) for p in publishers]
+    for thread in threads:
+        thread.start()
+    me = member_id()
+    log.info("producer started", extra={"cameras": [c.id for c in cameras], "redis": settings.redis_url_display})
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "cameras": [c.id for c in cameras],
+            "sources": {c.id: c.source_kind for c in cameras}}
+    ttl = HEARTBEAT_INTERVAL * 3
+    while not stop.is_set() and any(t.is_alive() for t in threads):
+        try:
+            heartbeat(client, keys, "producer", me, info, ttl)
+        except CONNECTION_ERRORS as exc:
+            log.debug("heartbeat failed", extra={"error": describe_error(exc)})
+        stop.wait(HEARTBEAT_INTERVAL)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5.0)
+    try:
+        deregister(client, keys, "producer", me)
+    except CONNECTION_ERRORS:
+        pass
+    log.info("producer stopped", extra={"published": {p.camera.id: p.published for p in publishers}})
+    return 0

@@ -1,0 +1,216 @@
+"""Video sources behind one interface: files, webcams, network streams and the test pattern.
+
+Paced sources (files, the pattern) are read on demand and the publisher sets the rhythm; live
+sources (webcams, network streams) deliver frames at their own rate and are read continuously by a
+capture thread. Every error is a SourceError whose message never contains credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common import assets
+from common.config import CameraConfig
+from common.errors import AssetError, SourceError
+from common.redaction import redact_url
+from producer.pattern import render_pattern
+
+# FFmpeg and OpenCV may print a stream URL (with credentials) in their own warnings: keep them quiet.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+NETWORK_TIMEOUT_MS = 5000
+
+
+class Source(ABC):
+    """One opened video source. `read` returns a BGR frame, or None at the end of a file."""
+
+    live: bool = False
+    fps: float | None = None
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open (or re-open) the source; raise SourceError if it cannot be read."""
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None:
+        """The next frame; None at the end of a non-looping file; SourceError on failure."""
+
+    def skip(self) -> bool:
+        """Advance one frame without returning it (cheaper than read where the backend allows)."""
+        return self.read() is not None
+
+    def close(self) -> None:  # noqa: B027 - sources without resources need no close
+        """Release the source; safe to call twice."""
+
+    @property
+    def description(self) -> str:
+        return type(self).__name__
+
+
+class _CaptureSource(Source):
+    """A source read through cv2.VideoCapture."""
+
+    def __init__(self):
+        self._cap: cv2.VideoCapture | None = None
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        self.close()
+        cap = self._open_capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.description}")
+        self._cap = cap
+        native = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(native) if native and 0 < native < 1000 else None
+
+    def _grab_failed(self) -> np.ndarray | None:
+        raise SourceError(f"{self.description} stopped delivering frames")
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            raise SourceError(f"{self.description} is not open")
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            return self._grab_failed()
+        return frame
+
+    def skip(self) -> bool:
+        if self._cap is None:
+            raise SourceError(f"{self.description} is not open")
+        return bool(self._cap.grab())
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FileSource(_CaptureSource):
+    """A video file, paced by the publisher; starts again at the end when `loop` is set."""
+
+    def __init__(self, path: str | Path, loop: bool = True):
+        super().__init__()
+        self.path = Path(path)
+        self.loop = loop
+        self.rewound = 0
+
+    @property
+    def description(self) -> str:
+        return f"video file {self.path.name}"
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        if not self.path.is_file():
+            raise SourceError(f"video file not found: {self.path}")
+        return cv2.VideoCapture(str(self.path))
+
+    def open(self) -> None:
+        super().open()
+        ok, _ = self._cap.read()  # a file OpenCV opens but cannot decode is unreadable, not empty
+        if not ok:
+            self.close()
+            raise SourceError(f"{self.description} has no readable frames")
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
+    def _grab_failed(self) -> np.ndarray | None:
+        if not self.loop:
+            return None
+        self.rewound += 1
+        super().open()  # re-opening is more reliable than seeking across codecs
+        ok, frame = self._cap.read()
+        if not ok:
+            raise SourceError(f"{self.description} became unreadable")
+        return frame
+
+    def skip(self) -> bool:
+        if super().skip():
+            return True
+        return self._grab_failed() is not None
+
+
+class DeviceSource(_CaptureSource):
+    """A local camera by device index (/dev/videoN)."""
+
+    live = True
+
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+
+    @property
+    def description(self) -> str:
+        return f"camera device {self.index}"
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(self.index)
+
+
+class UrlSource(_CaptureSource):
+    """A network stream (RTSP, HTTP MJPEG, HLS...) through OpenCV's FFmpeg backend."""
+
+    live = True
+
+    def __init__(self, url: str):
+        super().__init__()
+        self._url = url
+
+    @property
+    def description(self) -> str:
+        return f"stream {redact_url(self._url)}"
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                  NETWORK_TIMEOUT_MS]
+        try:
+            return cv2.VideoCapture(self._url, cv2.CAP_FFMPEG, params)
+        except cv2.error:
+            raise SourceError(f"cannot open {self.description}") from None
+
+
+class PatternSource(Source):
+    """The synthetic test pattern, paced by the publisher at the camera's fps."""
+
+    def __init__(self, width: int = 640, height: int = 360, fps: float = 10.0):
+        self.width, self.height, self.fps = width, height, fps
+        self._index = 0
+
+    @property
+    def description(self) -> str:
+        return "test pattern"
+
+    def open(self) -> None:
+        self._index = 0
+
+    def read(self) -> np.ndarray:
+        frame = render_pattern(self._index, self.width, self.height, self.fps or 10.0)
+        self._index += 1
+        return frame
+
+    def skip(self) -> bool:
+        self._index += 1
+        return True
+
+
+def open_source(camera: CameraConfig) -> Source:
+    """The (unopened) source a camera's config names. Raises SourceError for an unusable spec."""
+    kind = camera.source_kind
+    if kind == "device":
+        return DeviceSource(int(camera.source))
+    if kind == "url":
+        return UrlSource(str(camera.source))
+    if kind == "pattern":
+        width = min(camera.max_width, 640)
+        return PatternSource(width, width * 9 // 16, camera.fps)
+    if kind == "sample":
+        try:
+            return FileSource(assets.sample_path(), loop=camera.loop)
+        except AssetError as exc:
+            raise SourceError(str(exc)) from None
+    return FileSource(str(camera.source), loop=camera.loop)
