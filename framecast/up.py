@@ -1,0 +1,150 @@
+"""`framecast up`: the whole pipeline on this machine under supervisord — a private redis-server,
+a producer per camera, N workers and the web tier — until Ctrl-C (or `framecast up --stop`)."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common.config import load_config
+from common.errors import FramecastError
+from common.service import fail
+from framecast.supervisord import Layout, render
+
+STARTUP_TIMEOUT = 180.0  # the first start loads TensorFlow in every worker
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port_from(port: int) -> int:
+    for candidate in range(port, port + 100):
+        if _port_free(candidate):
+            return candidate
+    raise FramecastError(f"no free port in {port}-{port + 99}")
+
+
+def _binary(name: str, hint: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if path is None:
+        raise FramecastError(f"{name} not found: {hint}")
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop(layout: Layout, timeout: float = 60.0) -> int:
+    """Stop a running cluster started in this run directory; returns the exit code."""
+    if not layout.pidfile.exists():
+        print(f"framecast: nothing running in {layout.run_dir}")
+        return 0
+    pid = int(layout.pidfile.read_text().strip() or 0)
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            print(f"framecast: supervisord {pid} did not stop in {timeout:.0f} s", file=sys.stderr)
+            return 1
+    print("framecast: stopped")
+    return 0
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, timeout: float) -> bool:
+    """Poll the local web tier's /readyz until frames flow (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return True
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(1.0)
+    return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framecast up", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", "-c", default=os.environ.get("FRAMECAST_CONFIG", "cameras.yaml"),
+                        help="camera config (default: cameras.yaml)")
+    parser.add_argument("--workers", type=int, default=2, help="detector worker processes (default 2)")
+    parser.add_argument("--port", type=int, default=8000, help="web port (default 8000, next free if taken)")
+    parser.add_argument("--redis-port", type=int, default=6390, help="private Redis port (next free if taken)")
+    parser.add_argument("--run-dir", default="run", help="logs, Redis data and supervisord files (default ./run)")
+    parser.add_argument("--stop", action="store_true", help="stop the cluster running in --run-dir")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    layout = Layout(Path(args.run_dir).resolve())
+    if args.stop:
+        return stop(layout)
+    if args.workers < 1:
+        fail("--workers must be at least 1")
+    try:
+        settings = load_config(args.config, env={})
+        if not settings.cameras:
+            raise FramecastError(f"{args.config}: no cameras configured")
+        if layout.pidfile.exists() and _alive(int(layout.pidfile.read_text().strip() or 0)):
+            raise FramecastError(f"already running in {layout.run_dir} (stop it with `framecast up --stop`)")
+        bindir = Path(sys.executable).parent
+        framecast_bin = str(bindir / "framecast") if (bindir / "framecast").exists() else _binary("framecast", "")
+        redis_bin = _binary("redis-server", "run `make install` (installs Debian's redis-server)")
+        supervisord = str(bindir / "supervisord") if (bindir / "supervisord").exists() else _binary(
+            "supervisord", "pip install supervisor")
+        web_port = _free_port_from(args.port)
+        redis_port = _free_port_from(args.redis_port)
+    except FramecastError as exc:
+        fail(exc)
+    for directory in (layout.run_dir, layout.logs, layout.redis_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    layout.conf.write_text(render(settings, layout, framecast_bin=framecast_bin, redis_bin=redis_bin,
+                                  config_path=Path(args.config).resolve(), redis_port=redis_port,
+                                  web_port=web_port, workers=args.workers))
+    proc = subprocess.Popen([supervisord, "-c", str(layout.conf)], start_new_session=True)
+
+    def _forward(signum, _frame):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, _forward)
+    signal.signal(signal.SIGTERM, _forward)
+    url = f"http://localhost:{web_port}/"
+    print(f"framecast: starting {len(settings.cameras)} camera(s), {args.workers} worker(s), web on port "
+          f"{web_port}, redis on {redis_port}; logs in {layout.logs}", flush=True)
+    if _wait_ready(web_port, proc, STARTUP_TIMEOUT):
+        print(f"framecast: up — open {url}  (Ctrl-C or `make stop` stops everything)", flush=True)
+    elif proc.poll() is None:
+        print(f"framecast: web at {url} but frames are not flowing yet; see {layout.logs}", flush=True)
+    code = proc.wait()
+    print("framecast: stopped", flush=True)
+    return 0 if code in (0, -signal.SIGTERM) else code
