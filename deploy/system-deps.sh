@@ -10,6 +10,9 @@ if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
 command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ "${1:-}" = "--with-browser" ]; then
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
