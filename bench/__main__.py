@@ -1,0 +1,81 @@
+"""`python -m bench [--quick] [--only NAME ...]`: run the benchmarks, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import fanout, latency, offline, workers
+from bench.harness import REPO, machine
+
+SUITES = ("workers", "latency", "fanout", "offline")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else (f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}")
+    return str(value)
+
+
+def print_result(result: dict) -> None:
+    print(f"\n== {result['name']} ({result['unit']})")
+    figures = result["figures"]
+    if all(isinstance(v, list) for v in figures.values()):  # fan-out: a table per design
+        for design, rows in figures.items():
+            print(f"  {design}:")
+            cols = list(rows[0])
+            print("    " + "  ".join(f"{c:>16}" for c in cols))
+            for row in rows:
+                print("    " + "  ".join(f"{_fmt(row[c]):>16}" for c in cols))
+    else:
+        for key, value in figures.items():
+            print(f"  {key:<28} {_fmt(value)}")
+    for design, rows in result.get("series", {}).items():
+        print(f"  {design} latency by 5 s bucket (p50 / max ms): "
+              + ", ".join(f"{_fmt(r['p50_ms'])}/{_fmt(r['max_ms'])}" for r in rows))
+    if "target" in result:
+        print(f"  target: {result['target']} -> {'met' if result.get('met') else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=SUITES, help="run only these suites")
+    parser.add_argument("--quick", action="store_true", help="fewer frames, repeats and viewers (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    chosen = args.only or SUITES
+    info = {"machine": machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": []}
+    print(f"machine: {info['machine']['cores']} cores, {info['machine']['cpu']}")
+    with tempfile.TemporaryDirectory(prefix="framecast-bench-") as tmp:
+        work = Path(tmp)
+        for suite in chosen:
+            if suite == "workers":
+                results = workers.run(work / "workers", repeats, 60 if args.quick else 200)
+            elif suite == "latency":
+                results = latency.run(work / "latency", 10 if args.quick else 30, 20 if args.quick else 60)
+            elif suite == "fanout":
+                counts = [1, 10, 100] if args.quick else [1, 10, 100, 300]
+                results = fanout.run(work / "fanout", counts, 5 if args.quick else 10)
+            else:
+                results = offline.run(work / "offline", repeats, 60 if args.quick else 200)
+            for result in results:
+                print_result(result)
+                info["results"].append(result)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(info, indent=2, default=str))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
