@@ -85,6 +85,7 @@ def render(settings: Settings, layout: Layout, *, framecast_bin: str, redis_bin:
     env = {"REDIS_URL": redis_url, "FRAMECAST_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
     parts = [f"""[supervisord]
 nodaemon=true
+silent=true
 pidfile={layout.pidfile}
 logfile={layout.logs}/supervisord.log
 logfile_maxbytes=10MB
