@@ -1,0 +1,221 @@
+"""`framecast process INPUT -o OUTPUT.mp4`: annotate a recorded video with a pool of processes.
+
+Frames go out to the pool in order with a bounded number in flight; results are written back in
+the original order (the in-flight window doubles as the reorder buffer), so memory stays flat
+whatever the length of the video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from common.config import CameraConfig, DetectionConfig
+from common.logs import setup_logging
+from common.service import EXIT_USAGE
+
+log = logging.getLogger("framecast.process")
+MAX_CORRUPT_RUN = 25  # consecutive unreadable frames before the rest of the file counts as gone
+
+_processor = None  # the FrameProcessor of this pool process, built once by _init
+
+
+def _init(detection: dict, overlay: bool) -> None:
+    """Pool initializer: load the model once per process."""
+    global _processor
+    from worker.detectors import create_detector
+    from worker.pipeline import FrameProcessor
+
+    camera = CameraConfig(id="process", source="file", overlay=overlay, detection=DetectionConfig(**detection))
+    _processor = FrameProcessor(camera, create_detector(camera.detection))
+
+
+def _annotate(index: int, image: np.ndarray, ts_ns: int) -> tuple[int, np.ndarray, list[dict], str | None]:
+    """Runs in a pool process: (index, annotated image, detections, error). Errors leave the frame as is."""
+    try:
+        detections = _processor.detect(image)
+        return index, _processor.annotate(image, detections, ts_ns=ts_ns), [d.to_dict() for d in detections], None
+    except Exception as exc:  # one bad frame must not end the job
+        return index, image, [], f"{type(exc).__name__}: {exc}"
+
+
+def iter_frames(cap: cv2.VideoCapture, expected: int) -> Iterator[np.ndarray | None]:
+    """Frames of an opened capture; None for a frame that could not be decoded mid-file."""
+    index, corrupt_run = 0, 0
+    while True:
+        ok, image = cap.read()
+        if ok and image is not None:
+            corrupt_run = 0
+            index += 1
+            yield image
+            continue
+        if index >= expected - 1 or corrupt_run >= MAX_CORRUPT_RUN:
+            return
+        corrupt_run += 1
+        index += 1
+        yield None
+
+
+class _Inline:
+    """The pool interface for --workers 1: run in this process, no pickling."""
+
+    def apply_async(self, fn, args):
+        result = fn(*args)
+        return type("Done", (), {"get": staticmethod(lambda timeout=None: result)})()
+
+    def close(self):
+        pass
+
+    def join(self):
+        pass
+
+
+def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: float, workers: int,
+                  detection: dict, overlay: bool, jsonl=None, total: int | None = None) -> dict:
+    """Annotate `frames` in order; returns counts. Called by `main` and the tests."""
+    if workers > 1:
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(detection, overlay))
+    else:
+        _init(detection, overlay)
+        pool = _Inline()
+    window = 2 * workers + 2
+    pending: deque = deque()
+    writer = None
+    last_good: np.ndarray | None = None
+    counts = {"frames": 0, "corrupt": 0, "detections": 0}
+    progress = tqdm(total=total, unit="frame", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    started = time.perf_counter()
+
+    def write_one(index, image, detections, error):
+        nonlocal writer
+        if writer is None:
+            writer = writer_factory(image.shape[1], image.shape[0])
+        writer.write(image)
+        counts["frames"] += 1
+        counts["detections"] += len(detections)
+        if error:
+            counts["corrupt"] += 1
+            log.warning("frame left un-annotated", extra={"frame": index, "error": error})
+        if jsonl is not None:
+            record = {"frame": index, "pts_ms": round(index * 1000.0 / fps, 3), "detections": detections}
+            if error:
+                record["error"] = error
+            jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
+        progress.update(1)
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            kind, payload = pending.popleft()
+            if kind == "job":
+                write_one(*payload.get())
+            else:
+                write_one(*payload)
+
+    try:
+        for index, image in enumerate(frames):
+            if image is None:  # undecodable: keep timing with the last good picture, un-annotated
+                if last_good is None:
+                    counts["corrupt"] += 1
+                    log.warning("unreadable frame before any readable one", extra={"frame": index})
+                    continue
+                pending.append(("done", (index, last_good, [], "undecodable frame")))
+            else:
+                last_good = image
+                ts_ns = int(index * 1e9 / fps)
+                pending.append(("job", pool.apply_async(_annotate, (index, image, ts_ns))))
+            drain(window)
+        drain(0)
+    finally:
+        pool.close()
+        pool.join()
+        progress.close()
+        if writer is not None:
+            writer.release()
+    counts["seconds"] = time.perf_counter() - started
+    return counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = DetectionConfig()
+    parser = argparse.ArgumentParser(prog="framecast process", description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="video file to annotate")
+    parser.add_argument("-o", "--output", required=True, help="annotated video to write (.mp4)")
+    parser.add_argument("--detections", help="write one JSON line of detections per frame here")
+    parser.add_argument("--workers", type=int, default=max(1, min(4, mp.cpu_count())),
+                        help="detector processes (default: cores, at most 4)")
+    parser.add_argument("--backend", choices=["tflite", "saved_model"], default=defaults.backend)
+    parser.add_argument("--model", default=defaults.model, help="'default', a .tflite file or a SavedModel dir")
+    parser.add_argument("--labels", dest="labels_path", help="coco_labels.txt or label_map.pbtxt")
+    parser.add_argument("--min-score", type=float, default=defaults.min_score)
+    parser.add_argument("--label", action="append", dest="keep", metavar="NAME", help="keep only this label (repeatable)")
+    parser.add_argument("--min-area", type=float, default=defaults.min_area)
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="inference threads per process")
+    parser.add_argument("--no-overlay", action="store_true", help="do not draw the time overlay")
+    parser.add_argument("--log-format", choices=["json", "text"], default="text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("INFO", args.log_format)
+    source = Path(args.input)
+    if args.workers < 1:
+        print("framecast process: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        detection = DetectionConfig(backend=args.backend, model=args.model, labels_path=args.labels_path,
+                                    min_score=args.min_score, labels=args.keep or [], min_area=args.min_area,
+                                    threads=args.threads).model_dump()
+    except ValueError as exc:
+        print(f"framecast process: invalid detection option: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    cap = cv2.VideoCapture(str(source)) if source.is_file() else None
+    if cap is None or not cap.isOpened() or not cap.grab():
+        print(f"framecast process: cannot read video {source} (missing, not a video, or no frames)", file=sys.stderr)
+        return EXIT_USAGE
+    cap.release()
+    cap = cv2.VideoCapture(str(source))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if 0 < fps < 1000 else 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def writer_factory(width: int, height: int) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError(f"cannot write {output}")
+        return writer
+
+    jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
+    try:
+        from worker.detectors import ModelError
+
+        counts = process_video(iter_frames(cap, total or 1 << 62), writer_factory, fps, args.workers, detection,
+                               not args.no_overlay, jsonl, total)
+    except ModelError as exc:
+        print(f"framecast process: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"framecast process: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        cap.release()
+        if jsonl is not None:
+            jsonl.close()
+    rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
+    print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "
+          f"({rate:.1f} frames/s, {args.workers} worker(s)), {counts['corrupt']} corrupt, "
+          f"{counts['detections']} detections -> {output}", file=sys.stderr)
+    return 0
