@@ -1,0 +1,38 @@
+"""`framecast worker [--camera ID ...]`: detect objects in every configured camera (or those named)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from common.connection import connect
+from common.service import add_common_args, fail, load_settings, start_metrics, stop_event_on_signals
+from worker.consumer import Worker
+from worker.detectors import ModelError
+
+log = logging.getLogger("framecast.worker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framecast worker", description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(args)
+    cameras = settings.select_cameras(args.cameras)
+    if not cameras:
+        fail("no cameras configured: add a `cameras:` list to the config")
+    stop = stop_event_on_signals()
+    client = connect(settings.redis_url)
+    try:
+        worker = Worker(settings, cameras, client, stop)
+    except ModelError as exc:
+        fail(exc)
+    start_metrics(settings)
+    log.info("worker started", extra={"worker": worker.name, "cameras": [c.id for c in cameras],
+                                      "redis": settings.redis_url_display})
+    worker.run()
+    return 0

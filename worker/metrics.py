@@ -1,0 +1,22 @@
+"""The worker's Prometheus metrics (label `camera`)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.metrics import MS_BUCKETS
+
+FRAMES_PROCESSED = Counter("framecast_worker_frames_processed_total", "Frames detected and published", ["camera"])
+FRAMES_SKIPPED = Counter("framecast_worker_frames_skipped_total",
+                         "Frames acked without processing because they were stale (live mode)", ["camera"])
+FRAMES_FAILED = Counter("framecast_worker_frames_failed_total",
+                        "Frames that could not be processed (bad envelope, undecodable JPEG, detector error)",
+                        ["camera", "reason"])
+FRAMES_RECLAIMED = Counter("framecast_worker_frames_reclaimed_total",
+                           "Frames claimed from consumers that stopped processing them", ["camera"])
+INFERENCE_MS = Histogram("framecast_worker_inference_ms", "Detector time per frame (ms)", ["camera"],
+                         buckets=MS_BUCKETS)
+END_TO_END_MS = Histogram("framecast_worker_end_to_end_ms", "Capture to annotated frame published (ms)",
+                          ["camera"], buckets=MS_BUCKETS)
+GROUP_LAG = Gauge("framecast_worker_group_lag", "Entries in the frames stream not yet read by the group",
+                  ["camera"])
+GROUP_PENDING = Gauge("framecast_worker_group_pending", "Entries read by the group but not acknowledged",
+                      ["camera"])
