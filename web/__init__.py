@@ -1,0 +1,1 @@
+"""The web tier: MJPEG broadcaster, dashboard, snapshot/detection APIs, health and metrics."""

@@ -1,0 +1,137 @@
+"""JSON APIs: cameras with their live figures, workers, and the detection history as NDJSON."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from common.keys import DETECTIONS_FIELD
+from common.registry import live_members
+from common.stats import read_stats
+from web.app import WebState, state
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+PAGE = 500
+MAX_LIMIT = 1_000_000
+_STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+
+
+def _rates(st: WebState, cam: str, stats: dict[str, float]) -> dict[str, float]:
+    """fps in/out from counter deltas between calls (at least 1 s apart), per web process."""
+    now = time.monotonic()
+    with st.rates_lock:
+        previous = st.rates.get(cam)
+        if previous is None or now - previous[0] >= 1.0:
+            rates = previous[2] if previous else {"fps_in": 0.0, "fps_out": 0.0}
+            if previous is not None:
+                dt = now - previous[0]
+                rates = {"fps_in": max(0.0, (stats.get("published", 0) - previous[1].get("published", 0)) / dt),
+                         "fps_out": max(0.0, (stats.get("processed", 0) - previous[1].get("processed", 0)) / dt)}
+            st.rates[cam] = (now, stats, rates)
+            return rates
+        return previous[2]
+
+
+def camera_summaries(st: WebState) -> list[dict]:
+    """Each configured camera with its figures; shared by /api/cameras and /readyz."""
+    workers = live_members(st.client, st.keys, "worker")
+    now_ms = time.time() * 1000
+    out = []
+    for cam in st.settings.cameras:
+        stats = read_stats(st.client, st.keys, cam.id)
+        rates = _rates(st, cam.id, stats)
+        last = stats.get("last_processed_ms")
+        age_s = (now_ms - last) / 1000 if last else None
+        status = "live" if age_s is not None and age_s < st.settings.web.stale_after else (
+            "stale" if age_s is not None else "waiting")
+        out.append({
+            "id": cam.id, "name": cam.display_name, "source_kind": cam.source_kind, "source": cam.source_display,
+            "mode": cam.mode, "status": status,
+            "fps_in": round(rates["fps_in"], 2), "fps_out": round(rates["fps_out"], 2),
+            "latency_ms": stats.get("latency_ms"), "infer_ms": stats.get("infer_ms"),
+            "last_frame_age_s": None if age_s is None else round(age_s, 3),
+            "published": int(stats.get("published", 0)), "processed": int(stats.get("processed", 0)),
+            "dropped": int(stats.get("dropped", 0)), "skipped_stale": int(stats.get("skipped_stale", 0)),
+            "failed": int(stats.get("failed", 0)), "source_reconnects": int(stats.get("reconnects", 0)),
+            "workers": [w["id"] for w in workers if cam.id in w.get("cameras", [])],
+            "viewers": st.broadcaster.viewer_count(cam.id),
+        })
+    return out
+
+
+@bp.route("/cameras")
+def cameras():
+    return jsonify(cameras=camera_summaries(state()))
+
+
+@bp.route("/workers")
+def workers():
+    return jsonify(workers=live_members(state().client, state().keys, "worker"))
+
+
+def _since(value: str | None) -> str:
+    """`since` as an exclusive XRANGE start: a stream id, or epoch milliseconds."""
+    if not value:
+        return "-"
+    if not _STREAM_ID.match(value):
+        raise ValueError("since must be a stream id (1700000000000-0) or epoch milliseconds")
+    return "(" + (value if "-" in value else f"{value}-0")
+
+
+def _line(entry_id: bytes, record: bytes) -> bytes:
+    """One NDJSON line: the stored JSON record with its stream id, without re-encoding it."""
+    return b'{"id":"' + entry_id + b'",' + record[1:] + b"\n"
+
+
+@bp.route("/cameras/<cam>/detections")
+def detections(cam: str):
+    """Detection history as NDJSON, paged from Redis so memory stays flat; `?follow=1` keeps going."""
+    st = state()
+    st.settings.camera(cam)
+    try:
+        start = _since(request.args.get("since"))
+        limit = int(request.args.get("limit", MAX_LIMIT))
+        if not 0 < limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+    except ValueError as exc:
+        return jsonify(error="bad request", message=str(exc)), 400
+    follow = request.args.get("follow") in ("1", "true", "yes")
+    key = st.keys.detections(cam)
+
+    def generate():
+        """Runs on the client's thread/greenlet: one XRANGE page at a time."""
+        sent, cursor = 0, start
+        last_id = b"0-0"
+        while sent < limit:
+            page = st.client.xrange(key, min=cursor, max="+", count=min(PAGE, limit - sent))
+            if not page:
+                break
+            for entry_id, fields in page:
+                yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
+                last_id = entry_id
+            sent += len(page)
+            cursor = b"(" + last_id
+        if not follow:
+            return
+        read_from = last_id if last_id != b"0-0" else (start.lstrip("(") if start != "-" else "$")
+        while True:
+            reply = st.client.xread({key: read_from}, count=PAGE, block=15000)
+            if not reply:
+                yield b"\n"  # keeps proxies and clients from timing the stream out
+                continue
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
+                    read_from = entry_id
+
+    return Response(generate(), mimetype="application/x-ndjson",
+                    headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+
+
+@bp.route("/cameras/<cam>")
+def camera(cam: str):
+    st = state()
+    st.settings.camera(cam)
+    return jsonify(next(c for c in camera_summaries(st) if c["id"] == cam))

@@ -1,0 +1,66 @@
+"""`framecast web`: the dashboard, MJPEG feeds and APIs, served by gunicorn with gevent workers
+(no worker timeout, so long-lived streams live); `--dev` uses Flask's development server instead."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from common.service import add_common_args, load_settings
+
+log = logging.getLogger("framecast.web")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framecast web", description=__doc__.splitlines()[0])
+    add_common_args(parser, cameras=False)
+    parser.add_argument("--host", help="address to listen on (default: web.host, 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (default: web.port, 8000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gunicorn processes (each reads every watched camera once; default 1)")
+    parser.add_argument("--dev", action="store_true", help="Flask's development server (threads), not gunicorn")
+    return parser
+
+
+def _serve_gunicorn(settings, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            options = {
+                "bind": f"{settings.web.host}:{settings.web.port}",
+                "workers": workers,
+                "worker_class": "gevent",
+                "worker_connections": 2000,
+                "timeout": 0,            # never kill a worker for a long-lived MJPEG response
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "accesslog": None,
+                "loglevel": "warning",
+                "proc_name": "framecast-web",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            # Runs in each worker after gevent has patched it, so the app's locks and sockets cooperate.
+            from web.app import create_app
+
+            return create_app(settings)
+
+    Server().run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(args, extra={"web.host": args.host, "web.port": args.port})
+    log.info("web starting", extra={"host": settings.web.host, "port": settings.web.port,
+                                    "server": "flask-dev" if args.dev else "gunicorn-gevent",
+                                    "redis": settings.redis_url_display, "auth": settings.web.token is not None})
+    if args.dev:
+        from web.app import create_app
+
+        create_app(settings).run(settings.web.host, settings.web.port, threaded=True)
+    else:
+        _serve_gunicorn(settings, max(1, args.workers))
+    return 0

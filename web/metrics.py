@@ -1,0 +1,13 @@
+"""The web tier's Prometheus metrics (per camera; per-viewer labels would grow without bound)."""
+
+from prometheus_client import Counter, Gauge
+
+VIEWERS = Gauge("framecast_web_viewers", "MJPEG viewers connected to this process", ["camera"])
+READERS = Gauge("framecast_web_stream_readers", "Redis stream readers running in this process")
+FRAMES_SENT = Counter("framecast_web_frames_sent_total", "Frames handed to viewers", ["camera"])
+FRAMES_SKIPPED = Counter("framecast_web_frames_skipped_total",
+                         "Frames a slow viewer skipped (replaced by a newer one before it was sent)", ["camera"])
+FRAMES_OUT_OF_ORDER = Counter("framecast_web_frames_out_of_order_total",
+                              "Frames not sent because a newer one had been sent already", ["camera"])
+BYTES_OUT = Counter("framecast_web_bytes_out_total", "MJPEG bytes handed to viewers", ["camera"])
+NO_SIGNAL = Counter("framecast_web_no_signal_total", "Times a camera's feed went to 'no signal'", ["camera"])

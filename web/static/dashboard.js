@@ -1,0 +1,110 @@
+// framecast dashboard: live tiles, live stats, click to enlarge, self-healing feeds.
+"use strict";
+(function () {
+  const token = document.body.dataset.token || "";
+  const MJPEG_TILES = 4;            // browsers allow ~6 connections per host: the rest use snapshots
+  const SNAPSHOT_MS = 1000;
+  const WATCHDOG_MS = 3000;         // a feed whose picture has not changed for 3 checks is reloaded
+  const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const tiles = Array.from(document.querySelectorAll(".tile"));
+  const live = {};                  // camera id -> status from /api/cameras
+
+  function feedUrl(cam) { return withToken("/video_feed/" + encodeURIComponent(cam) + "?t=" + Date.now()); }
+  function snapshotUrl(cam) { return withToken("/snapshot/" + encodeURIComponent(cam) + ".jpg?t=" + Date.now()); }
+
+  function startFeed(img, cam) {
+    img.onerror = () => setTimeout(() => startFeed(img, cam), 2000);  // reconnect after an error
+    img.src = feedUrl(cam);
+    img.dataset.sig = "";
+    img.dataset.still = "0";
+  }
+
+  function startSnapshots(img, cam) {
+    const next = () => { img.src = snapshotUrl(cam); };
+    img.onload = () => setTimeout(next, SNAPSHOT_MS);
+    img.onerror = () => setTimeout(next, SNAPSHOT_MS * 2);
+    next();
+  }
+
+  // A tiny signature of the picture: if it stops changing while the camera is live, the stream stalled.
+  const canvas = document.createElement("canvas");
+  canvas.width = 16; canvas.height = 12;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  function signature(img) {
+    try {
+      ctx.drawImage(img, 0, 0, 16, 12);
+      const data = ctx.getImageData(0, 0, 16, 12).data;
+      let h = 0;
+      for (let i = 0; i < data.length; i += 3) h = (h * 31 + data[i]) | 0;
+      return String(h);
+    } catch (e) { return ""; }
+  }
+
+  function watchdog() {
+    tiles.forEach((tile) => {
+      const img = tile.querySelector("img");
+      const cam = tile.dataset.camera;
+      if (img.dataset.mode !== "mjpeg" || !img.complete && !img.naturalWidth) return;
+      const sig = signature(img);
+      if (sig && sig === img.dataset.sig && live[cam] === "live") {
+        img.dataset.still = String(Number(img.dataset.still || 0) + 1);
+        if (Number(img.dataset.still) >= 3) startFeed(img, cam);
+      } else {
+        img.dataset.still = "0";
+      }
+      img.dataset.sig = sig;
+    });
+  }
+
+  function fmt(value, digits, unit) { return value === null || value === undefined ? "–" : Number(value).toFixed(digits) + unit; }
+
+  async function refreshStats() {
+    try {
+      const response = await fetch(withToken("/api/cameras"), { headers, cache: "no-store" });
+      if (!response.ok) throw new Error(response.status);
+      const body = await response.json();
+      let workers = new Set();
+      body.cameras.forEach((cam) => {
+        live[cam.id] = cam.status;
+        cam.workers.forEach((w) => workers.add(w));
+        const tile = document.querySelector('.tile[data-camera="' + CSS.escape(cam.id) + '"]');
+        if (!tile) return;
+        const status = tile.querySelector(".status");
+        status.textContent = cam.status;
+        status.className = "status " + cam.status;
+        tile.querySelector(".stats").textContent =
+          "in " + fmt(cam.fps_in, 1, " fps") + " · out " + fmt(cam.fps_out, 1, " fps") +
+          " · latency " + fmt(cam.latency_ms, 0, " ms") + " · inference " + fmt(cam.infer_ms, 0, " ms") +
+          " · dropped " + cam.dropped + " · stale skipped " + cam.skipped_stale + " · failed " + cam.failed +
+          " · workers " + cam.workers.length;
+      });
+      document.getElementById("summary").textContent =
+        body.cameras.length + " camera(s) · " + workers.size + " worker(s) · updated " + new Date().toLocaleTimeString();
+    } catch (e) {
+      document.getElementById("summary").textContent = "stats unavailable (" + e.message + "), retrying…";
+    }
+  }
+
+  const zoom = document.getElementById("zoom");
+  const zoomImg = zoom.querySelector("img");
+  function openZoom(cam) {
+    zoom.hidden = false;
+    zoomImg.dataset.mode = "mjpeg";
+    startFeed(zoomImg, cam);
+  }
+  function closeZoom() { zoom.hidden = true; zoomImg.onerror = null; zoomImg.removeAttribute("src"); }
+  zoom.addEventListener("click", closeZoom);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeZoom(); });
+
+  tiles.forEach((tile, index) => {
+    const img = tile.querySelector("img");
+    const cam = tile.dataset.camera;
+    if (index < MJPEG_TILES) { img.dataset.mode = "mjpeg"; startFeed(img, cam); }
+    else { img.dataset.mode = "snapshot"; startSnapshots(img, cam); }
+    tile.addEventListener("click", () => openZoom(cam));
+  });
+  refreshStats();
+  setInterval(refreshStats, 2000);
+  setInterval(watchdog, WATCHDOG_MS);
+})();

@@ -1,0 +1,62 @@
+"""MJPEG feeds and snapshots."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from common import envelope
+from common.errors import EnvelopeError
+from common.keys import FRAME_FIELD
+from web import mjpeg
+from web.app import state
+
+bp = Blueprint("video", __name__)
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache, no-store"}
+
+
+@bp.route("/video_feed/<cam>")
+def video_feed(cam: str) -> Response:
+    """multipart/x-mixed-replace MJPEG of a camera's annotated frames (`?raw=1`: the producer's)."""
+    st = state()
+    st.settings.camera(cam)
+    raw = request.args.get("raw") in ("1", "true", "yes")
+    mailbox = st.broadcaster.subscribe(cam, raw=raw)
+
+    def generate():
+        """Runs on the viewer's own thread/greenlet: send whatever its mailbox holds, newest first."""
+        try:
+            yield mjpeg.OPENING
+            while True:
+                part = mailbox.get(timeout=5.0)
+                if part is not None:
+                    yield part
+        finally:
+            st.broadcaster.unsubscribe(mailbox, raw=raw)
+
+    return Response(generate(), mimetype=mjpeg.MIMETYPE, headers=STREAM_HEADERS, direct_passthrough=True)
+
+
+@bp.route("/snapshot/<cam>.jpg")
+def snapshot(cam: str) -> Response:
+    """The newest annotated frame (one Redis read), or 503 when there is no fresh one."""
+    st = state()
+    st.settings.camera(cam)
+    raw = request.args.get("raw") in ("1", "true", "yes")
+    key = st.keys.frames(cam) if raw else st.keys.annotated(cam)
+    entries = st.client.xrevrange(key, count=1)
+    frame = None
+    if entries:
+        try:
+            frame = envelope.decode(entries[0][1].get(FRAME_FIELD, b""))
+        except EnvelopeError:
+            frame = None
+    if frame is None:
+        return jsonify(error="no frame", camera=cam, message=f"camera {cam!r} has published no frame yet"), 503
+    age_ms = (time.time_ns() - frame.ts) / 1e6
+    if age_ms > st.settings.web.stale_after * 1000:
+        return jsonify(error="stale", camera=cam, age_ms=round(age_ms),
+                       message=f"newest frame of {cam!r} is {age_ms / 1000:.1f} s old"), 503
+    return Response(frame.jpeg, mimetype="image/jpeg", headers={
+        "X-Frame-Age-Ms": f"{age_ms:.0f}", "X-Frame-Seq": str(frame.seq), "Cache-Control": "no-store"})
