@@ -48,13 +48,16 @@ class CameraState:
         self.processor = FrameProcessor(camera, create_detector(camera.detection))
         self.stats = StatsWriter(client, keys, camera.id)
         self.log = camera_logger("framecast.worker", camera.id)
-        self.recent: deque[float] = deque(maxlen=20)
+        self.recent: deque[tuple[int, int, int]] = deque(maxlen=20)  # (run, seq, capture ns)
         self.last_frame_ts = 0.0
 
     def fps(self) -> float | None:
-        if len(self.recent) < 2 or self.recent[-1] == self.recent[0]:
+        """The camera's frame rate from sequence numbers and capture times, so it stays right
+        however many workers share the camera."""
+        if len(self.recent) < 2 or self.recent[0][0] != self.recent[-1][0]:
             return None
-        return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0])
+        (_, seq0, ts0), (_, seq1, ts1) = self.recent[0], self.recent[-1]
+        return (seq1 - seq0) / ((ts1 - ts0) / 1e9) if ts1 > ts0 else None
 
 
 class Worker:
@@ -126,7 +129,7 @@ class Worker:
         if now - self._last_claim >= self.cfg.claim_idle_ms / 2000:
             self._last_claim = now
             self._reclaim()
-        if now - self._last_housekeeping >= HOUSEKEEPING_INTERVAL:
+        if now - self._last_housekeeping >= min(HOUSEKEEPING_INTERVAL, self.cfg.dead_consumer_after):
             self._last_housekeeping = now
             self._housekeeping()
         for state in self.cams.values():
@@ -216,6 +219,7 @@ class Worker:
                   maxlen=streams.detections_maxlen, approximate=True)
         pipe.xack(state.frames_key, WORKER_GROUP, eid)
         pipe.execute()
+        state.recent.append((frame.run, frame.seq, frame.ts))
         self._account(state, frame.ts, published_ns, annotated.meta.get("infer_ms", 0.0))
         return None
 
@@ -223,7 +227,6 @@ class Worker:
         cam = state.camera.id
         e2e_ms = (published_ns - ts) / 1e6
         self.processed += 1
-        state.recent.append(time.monotonic())
         state.last_frame_ts = published_ns / 1e9
         metrics.FRAMES_PROCESSED.labels(camera=cam).inc()
         metrics.INFERENCE_MS.labels(camera=cam).observe(infer_ms)

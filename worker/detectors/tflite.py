@@ -3,6 +3,8 @@ runtime), or on `tf.lite` where LiteRT is not installed."""
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -22,7 +24,7 @@ def _interpreter_class():
 
 
 class TFLiteDetector(Detector):
-    """Invoked from one worker thread at a time (an interpreter is not thread-safe)."""
+    """Safe to share between threads: an interpreter is not thread-safe, so calls take turns."""
 
     def __init__(self, model_path: str, labels: dict[int, str], threads: int = 2, label_offset: int = 0):
         interpreter_class = _interpreter_class()
@@ -33,6 +35,7 @@ class TFLiteDetector(Detector):
         self._size = (int(height), int(width))
         self._outputs = self._map_outputs(self._interpreter.get_output_details())
         self._label_offset = label_offset
+        self._lock = threading.Lock()
         self.info = ModelInfo("tflite", str(model_path), labels, self._size)
 
     @staticmethod
@@ -66,12 +69,13 @@ class TFLiteDetector(Detector):
         return rgb[None].astype(self._input["dtype"])
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        self._interpreter.set_tensor(self._input["index"], self._prepare(image))
-        self._interpreter.invoke()
-        get = self._interpreter.get_tensor
-        boxes, classes, scores = get(self._outputs["boxes"])[0], get(self._outputs["classes"])[0], \
-            get(self._outputs["scores"])[0]
-        count = int(np.ravel(get(self._outputs["count"]))[0])
+        tensor = self._prepare(image)
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], tensor)
+            self._interpreter.invoke()
+            get = self._interpreter.get_tensor
+            boxes, classes, scores = (get(self._outputs[k])[0].copy() for k in ("boxes", "classes", "scores"))
+            count = int(np.ravel(get(self._outputs["count"]))[0])
         if np.any(scores > 1.0) or (np.all(np.mod(scores, 1) == 0) and np.any(np.mod(classes, 1) != 0)):
             classes, scores = scores, classes  # the heuristic order was the other way round
             self._outputs["classes"], self._outputs["scores"] = self._outputs["scores"], self._outputs["classes"]
