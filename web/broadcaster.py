@@ -80,6 +80,7 @@ class CameraFeed:
         self._last_part: bytes | None = None
         self._no_signal: bytes | None = None
         self.out_of_order = 0
+        self.closed = threading.Event()
         self.log = camera_logger("framecast.web", cam, raw=raw)
         self.thread = threading.Thread(target=self._run, name=f"feed-{cam}{'-raw' if raw else ''}", daemon=True)
 
@@ -123,7 +124,7 @@ class CameraFeed:
         started = time.monotonic()
         try:
             last_id = self._prime()
-            while not self._try_retire(self):
+            while not self.closed.is_set() and not self._try_retire(self):
                 try:
                     reply = self.client.xread({self.key: last_id}, count=10, block=500)
                     backoff.reset()
@@ -237,6 +238,20 @@ class Broadcaster:
             if self._feeds.get((feed.cam, feed.raw)) is feed:
                 del self._feeds[(feed.cam, feed.raw)]
             return True
+
+    def close(self) -> None:
+        """Stop every reader and release every viewer (process shutdown, tests)."""
+        with self._lock:
+            feeds = list(self._feeds.values())
+            self._feeds.clear()
+        for feed in feeds:
+            feed.closed.set()
+            with feed._lock:
+                viewers = list(feed._viewers)
+            for mailbox in viewers:
+                mailbox.close()
+        for feed in feeds:
+            feed.thread.join(timeout=5)
 
     def feeds(self) -> dict[tuple[str, bool], CameraFeed]:
         with self._lock:

@@ -28,7 +28,7 @@ def video_feed(cam: str) -> Response:
         """Runs on the viewer's own thread/greenlet: send whatever its mailbox holds, newest first."""
         try:
             yield mjpeg.OPENING
-            while True:
+            while not mailbox.closed:
                 part = mailbox.get(timeout=5.0)
                 if part is not None:
                     yield part

@@ -1,0 +1,134 @@
+import http.client
+import re
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from werkzeug.serving import make_server
+
+from common import envelope
+from common.config import load_config
+from common.connection import connect
+from common.envelope import Detection, Frame
+from common.keys import FRAME_FIELD, Keys
+from web.app import create_app
+
+KEYS = Keys("fc")
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+
+def jpeg_of(n: int, size=(160, 120)) -> bytes:
+    image = np.full((size[1], size[0], 3), (n * 37) % 255, np.uint8)
+    cv2.putText(image, str(n), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def publish(client, cam: str, seq: int, run: int = 1, ts: int | None = None, raw: bool = False) -> None:
+    """XADD a frame as a worker (annotated) or the producer (raw) would."""
+    dets = None if raw else [Detection("person", 0.9, (1, 1, 20, 20), 0)]
+    frame = Frame(cam, run, seq, ts or time.time_ns(), 160, 120, jpeg_of(seq), dets, {"worker": "test"})
+    key = KEYS.frames(cam) if raw else KEYS.annotated(cam)
+    client.xadd(key, {FRAME_FIELD: envelope.encode(frame)}, maxlen=50, approximate=True)
+
+
+class Publisher:
+    """Publishes frames of a camera at `fps` on a thread until stopped."""
+
+    def __init__(self, client, cam="cam1", fps=20.0, raw=False):
+        self.client, self.cam, self.fps, self.raw = client, cam, fps, raw
+        self.seq = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            publish(self.client, self.cam, self.seq, raw=self.raw)
+            self.seq += 1
+            self.stop.wait(1 / self.fps)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+
+def read_parts(response, count: int, timeout: float = 20.0) -> list[tuple[dict, bytes]]:
+    """Read `count` multipart parts (headers, body) from a streaming http.client response."""
+    buffer, parts = b"", []
+    deadline = time.monotonic() + timeout
+    while len(parts) < count and time.monotonic() < deadline:
+        chunk = response.read1(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buffer[:end]
+            match = _LENGTH.search(head)
+            if not match:
+                buffer = buffer[end + 4:]
+                continue
+            length = int(match.group(1))
+            if len(buffer) < end + 4 + length:
+                break
+            headers = {}
+            for line in head.split(b"\r\n"):
+                if b":" in line:
+                    k, v = line.split(b":", 1)
+                    headers[k.strip().lower().decode()] = v.strip().decode()
+            parts.append((headers, buffer[end + 4:end + 4 + length]))
+            buffer = buffer[end + 4 + length:]
+    return parts
+
+
+@pytest.fixture
+def web_config(write_config, redis_url):
+    def _make(**web):
+        cams = [{"id": "cam1", "source": "rtsp://admin:hunter2@10.0.0.9/live"}, {"id": "cam2", "source": "pattern"}]
+        defaults = {"no_signal_after": 1.5, "reader_linger": 1.0, "stale_after": 2.0}
+        return load_config(write_config(cams, redis_url=redis_url, web={**defaults, **web}), env={})
+
+    return _make
+
+
+class LiveServer:
+    def __init__(self, settings):
+        self.app = create_app(settings, connect(settings.redis_url))
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def state(self):
+        return self.app.extensions["framecast"]
+
+    def get(self, path, timeout=10.0, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn.request("GET", path, headers=headers or {})
+        return conn.getresponse()
+
+    def close(self):
+        self.state.broadcaster.close()
+        self.server.shutdown()
+
+
+@pytest.fixture
+def live_server(web_config):
+    servers = []
+
+    def _start(**web):
+        server = LiveServer(web_config(**web))
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        server.close()

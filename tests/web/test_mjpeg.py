@@ -1,0 +1,107 @@
+import socket
+import time
+
+import cv2
+import numpy as np
+
+from tests.web.conftest import Publisher, publish, read_parts
+
+
+def test_stream_parts_are_valid_jpegs_in_sequence(live_server, redis_client):
+    server = live_server()
+    with Publisher(redis_client, "cam1", fps=20):
+        response = server.get("/video_feed/cam1")
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
+        assert response.getheader("X-Accel-Buffering") == "no"
+        parts = read_parts(response, 10)
+    assert len(parts) == 10
+    seqs = [int(h["x-frame-seq"]) for h, _ in parts]
+    assert seqs == sorted(set(seqs))
+    for headers, body in parts:
+        assert headers["content-type"] == "image/jpeg" and int(headers["content-length"]) == len(body)
+        assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+def test_fifty_viewers_share_one_redis_reader(live_server, redis_client):
+    server = live_server()
+    with Publisher(redis_client, "cam1", fps=20):
+        responses = [server.get("/video_feed/cam1") for _ in range(50)]
+        for response in responses:
+            assert len(read_parts(response, 3)) == 3
+        feeds = server.state.broadcaster.feeds()
+        assert list(feeds) == [("cam1", False)]
+        assert server.state.broadcaster.readers_started == 1
+        assert feeds[("cam1", False)].viewers() == 50
+        before = redis_client.info("commandstats").get("cmdstat_xread", {}).get("calls", 0)
+        time.sleep(2.0)
+        after = redis_client.info("commandstats").get("cmdstat_xread", {}).get("calls", 0)
+    # One reader blocks on XREAD; 50 viewers polling would make hundreds of calls in 2 s.
+    assert after - before <= 2 * 20 + 10
+    for response in responses:
+        response.close()
+
+
+def test_a_stalled_viewer_does_not_stop_the_others(live_server, redis_client):
+    server = live_server()
+    with Publisher(redis_client, "cam1", fps=30):
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(b"GET /video_feed/cam1 HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        time.sleep(2.0)  # long enough for its socket buffers to fill
+        healthy = server.get("/video_feed/cam1")
+        parts = read_parts(healthy, 30, timeout=30)
+        assert len(parts) == 30
+        feed = server.state.broadcaster.feeds()[("cam1", False)]
+        assert feed.viewers() == 2
+        stalled.close()
+
+
+def test_older_frames_are_never_sent_after_newer_ones(live_server, redis_client):
+    server = live_server()
+    publish(redis_client, "cam1", 1)
+    response = server.get("/video_feed/cam1")
+    assert [h["x-frame-seq"] for h, _ in read_parts(response, 1)] == ["1"]
+    for seq in (2, 5, 3, 4, 6):  # a slower worker finishes 3 and 4 after 5
+        publish(redis_client, "cam1", seq)
+        time.sleep(0.15)
+    seqs = [int(h["x-frame-seq"]) for h, _ in read_parts(response, 3, timeout=10)]
+    assert seqs == [2, 5, 6]
+    assert server.state.broadcaster.feeds()[("cam1", False)].out_of_order == 2
+
+
+def test_no_signal_frame_then_video_resumes(live_server, redis_client):
+    server = live_server(no_signal_after=1.0)
+    with Publisher(redis_client, "cam1", fps=20):
+        response = server.get("/video_feed/cam1")
+        assert all("x-frame-seq" in h for h, _ in read_parts(response, 3))
+    parts = read_parts(response, 2, timeout=10)  # the publisher stopped: no signal within ~1-2 s
+    assert parts and all("x-frame-seq" not in h for h, _ in parts)
+    assert cv2.imdecode(np.frombuffer(parts[0][1], np.uint8), cv2.IMREAD_COLOR) is not None
+    with Publisher(redis_client, "cam1", fps=20) as pub:
+        pub.seq = 1000
+        deadline = time.monotonic() + 10
+        resumed = False
+        while not resumed and time.monotonic() < deadline:
+            resumed = any("x-frame-seq" in h for h, _ in read_parts(response, 1, timeout=5))
+    assert resumed
+
+
+def test_raw_feed_streams_the_producers_frames(live_server, redis_client):
+    server = live_server()
+    with Publisher(redis_client, "cam2", fps=20, raw=True):
+        parts = read_parts(server.get("/video_feed/cam2?raw=1"), 3)
+    assert len(parts) == 3
+    assert ("cam2", True) in server.state.broadcaster.feeds()
+
+
+def test_reader_stops_after_the_last_viewer_leaves(live_server, redis_client):
+    server = live_server(reader_linger=0.5)
+    with Publisher(redis_client, "cam1", fps=20):
+        response = server.get("/video_feed/cam1")
+        read_parts(response, 2)
+        response.close()
+        deadline = time.monotonic() + 15
+        while server.state.broadcaster.feeds() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert server.state.broadcaster.feeds() == {}
