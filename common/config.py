@@ -147,7 +147,7 @@ class WorkerConfig(_Model):
     claim_idle_ms: int = Field(5000, ge=100, description="reclaim frames pending this long on a dead consumer")
     dead_consumer_after: float = Field(60.0, gt=0, description="seconds idle before a consumer is removed")
     heartbeat_ttl: float = Field(10.0, gt=0, description="seconds a heartbeat stays valid")
-    block_ms: int = Field(1000, ge=10, le=60_000, description="XREADGROUP block time")
+    block_ms: int = Field(1000, ge=10, le=5000, description="XREADGROUP block time (below the socket timeout)")
 
 
 class WebConfig(_Model):

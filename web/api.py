@@ -15,6 +15,7 @@ from web.app import WebState, state
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
 MAX_LIMIT = 1_000_000
+FOLLOW_BLOCK_MS = 5000  # below the client's socket timeout; a blank line goes out after each
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
 
@@ -115,16 +116,19 @@ def detections(cam: str):
             cursor = b"(" + last_id
         if not follow:
             return
-        read_from = last_id if last_id != b"0-0" else (start.lstrip("(") if start != "-" else "$")
+        if last_id == b"0-0":  # nothing in the history: follow from the stream's current end
+            newest = st.client.xrevrange(key, count=1)
+            last_id = newest[0][0] if newest else b"0-0"
+        yield b"\n"  # the stream is open; blank lines are keep-alives and carry no record
         while True:
-            reply = st.client.xread({key: read_from}, count=PAGE, block=15000)
+            reply = st.client.xread({key: last_id}, count=PAGE, block=FOLLOW_BLOCK_MS)
             if not reply:
-                yield b"\n"  # keeps proxies and clients from timing the stream out
+                yield b"\n"
                 continue
             for _stream, entries in reply:
                 for entry_id, fields in entries:
                     yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
-                    read_from = entry_id
+                    last_id = entry_id
 
     return Response(generate(), mimetype="application/x-ndjson",
                     headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
