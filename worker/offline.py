@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=defaults.threads, help="inference threads per process")
     parser.add_argument("--no-overlay", action="store_true", help="do not draw the time overlay")
     parser.add_argument("--log-format", choices=["json", "text"], default="text")
+    cluster = parser.add_argument_group("through the cluster (--via-redis)")
+    cluster.add_argument("--via-redis", action="store_true",
+                         help="let the workers serving --camera (a backlog-mode camera) do the detection")
+    cluster.add_argument("--camera", help="the backlog-mode camera whose workers process the file")
+    cluster.add_argument("--config", "-c", help="YAML config (default: $FRAMECAST_CONFIG or ./cameras.yaml)")
+    cluster.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL or the config)")
     return parser
 
 
@@ -198,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             raise OSError(f"cannot write {output}")
         return writer
 
+    if args.via_redis:
+        return _main_via_redis(args, cap, total, fps, writer_factory, output)
     jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
     try:
         from worker.detectors import ModelError
@@ -218,4 +226,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "
           f"({rate:.1f} frames/s, {args.workers} worker(s)), {counts['corrupt']} corrupt, "
           f"{counts['detections']} detections -> {output}", file=sys.stderr)
+    return 0
+
+
+def _main_via_redis(args, cap, total, fps, writer_factory, output) -> int:
+    from common.config import load_config
+    from common.connection import connect
+    from common.errors import FramecastError
+    from worker.offline_redis import process_via_redis
+
+    if not args.camera:
+        print("framecast process: --via-redis needs --camera (a backlog-mode camera the workers serve)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    jsonl = None
+    try:
+        settings = load_config(args.config, overrides={"redis_url": args.redis_url})
+        client = connect(settings.redis_url)
+        from worker.offline_redis import check_cluster
+
+        check_cluster(settings, client, args.camera)
+        jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
+        counts = process_via_redis(iter_frames(cap, total or 1 << 62), writer_factory, fps, settings, client,
+                                   args.camera, jsonl)
+    except FramecastError as exc:
+        print(f"framecast process: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        cap.release()
+        if jsonl is not None:
+            jsonl.close()
+    rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
+    print(f"framecast process: {counts['frames']} frames via Redis camera {args.camera!r} in {counts['seconds']:.1f} s "
+          f"({rate:.1f} frames/s), {counts['corrupt']} corrupt, {counts['detections']} detections -> {output}",
+          file=sys.stderr)
     return 0
