@@ -51,6 +51,14 @@ def load_settings(args: argparse.Namespace, extra: dict[str, Any] | None = None)
     return settings
 
 
+def selected_cameras(settings: Settings, args: argparse.Namespace) -> list:
+    """The cameras named with --camera (all by default); exits with code 2 when there are none."""
+    cameras = settings.select_cameras(getattr(args, "cameras", None))
+    if not cameras:
+        fail("no cameras configured: add a `cameras:` list to the config")
+    return cameras
+
+
 def fail(exc: BaseException | str, code: int = EXIT_USAGE) -> None:
     """Print a user error to stderr and exit; never prints a traceback for our own errors."""
     prefix = "config error: " if isinstance(exc, ConfigError) else "error: "

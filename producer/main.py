@@ -11,7 +11,13 @@ import threading
 from common.connection import CONNECTION_ERRORS, connect, describe_error
 from common.keys import Keys
 from common.registry import deregister, heartbeat, member_id
-from common.service import add_common_args, fail, load_settings, start_metrics, stop_event_on_signals
+from common.service import (
+    add_common_args,
+    load_settings,
+    selected_cameras,
+    start_metrics,
+    stop_event_on_signals,
+)
 from producer.publisher import CameraPublisher
 
 log = logging.getLogger("framecast.producer")
@@ -28,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(args)
-    cameras = settings.select_cameras(args.cameras)
-    if not cameras:
-        fail("no cameras configured: add a `cameras:` list to the config")
+    cameras = selected_cameras(settings, args)
     if args.once:
         cameras = [cam.model_copy(update={"loop": False}) for cam in cameras]
     start_metrics(settings)

@@ -6,7 +6,14 @@ import argparse
 import logging
 
 from common.connection import connect
-from common.service import add_common_args, fail, load_settings, start_metrics, stop_event_on_signals
+from common.service import (
+    add_common_args,
+    fail,
+    load_settings,
+    selected_cameras,
+    start_metrics,
+    stop_event_on_signals,
+)
 from worker.consumer import Worker
 from worker.detectors import ModelError
 
@@ -22,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(args)
-    cameras = settings.select_cameras(args.cameras)
-    if not cameras:
-        fail("no cameras configured: add a `cameras:` list to the config")
+    cameras = selected_cameras(settings, args)
     stop = stop_event_on_signals()
     client = connect(settings.redis_url)
     try:

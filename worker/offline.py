@@ -8,22 +8,21 @@ whatever the length of the video.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import multiprocessing as mp
 import sys
-import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from common.config import CameraConfig, DetectionConfig
+from common.errors import FramecastError
 from common.logs import setup_logging
 from common.service import EXIT_USAGE
+from worker.video_output import AnnotatedOutput
 
 log = logging.getLogger("framecast.process")
 MAX_CORRUPT_RUN = 25  # consecutive unreadable frames before the rest of the file counts as gone
@@ -83,67 +82,38 @@ class _Inline:
 
 def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: float, workers: int,
                   detection: dict, overlay: bool, jsonl=None, total: int | None = None) -> dict:
-    """Annotate `frames` in order; returns counts. Called by `main` and the tests."""
+    """Annotate `frames` in order with a local pool; returns counts. Called by `main` and the tests."""
     if workers > 1:
         pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(detection, overlay))
     else:
         _init(detection, overlay)
         pool = _Inline()
     window = 2 * workers + 2
-    pending: deque = deque()
-    writer = None
+    pending: deque = deque()  # in input order: pool jobs, or frames already decided
+    output = AnnotatedOutput(writer_factory, fps, jsonl, total)
     last_good: np.ndarray | None = None
-    counts = {"frames": 0, "corrupt": 0, "detections": 0}
-    progress = tqdm(total=total, unit="frame", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    started = time.perf_counter()
-
-    def write_one(index, image, detections, error):
-        nonlocal writer
-        if writer is None:
-            writer = writer_factory(image.shape[1], image.shape[0])
-        writer.write(image)
-        counts["frames"] += 1
-        counts["detections"] += len(detections)
-        if error:
-            counts["corrupt"] += 1
-            log.warning("frame left un-annotated", extra={"frame": index, "error": error})
-        if jsonl is not None:
-            record = {"frame": index, "pts_ms": round(index * 1000.0 / fps, 3), "detections": detections}
-            if error:
-                record["error"] = error
-            jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
-        progress.update(1)
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
             kind, payload = pending.popleft()
-            if kind == "job":
-                write_one(*payload.get())
-            else:
-                write_one(*payload)
+            output.write(*(payload.get() if kind == "job" else payload))
 
     try:
         for index, image in enumerate(frames):
             if image is None:  # undecodable: keep timing with the last good picture, un-annotated
                 if last_good is None:
-                    counts["corrupt"] += 1
-                    log.warning("unreadable frame before any readable one", extra={"frame": index})
+                    output.lost(index)
                     continue
                 pending.append(("done", (index, last_good, [], "undecodable frame")))
             else:
                 last_good = image
-                ts_ns = int(index * 1e9 / fps)
-                pending.append(("job", pool.apply_async(_annotate, (index, image, ts_ns))))
+                pending.append(("job", pool.apply_async(_annotate, (index, image, int(index * 1e9 / fps)))))
             drain(window)
         drain(0)
     finally:
         pool.close()
         pool.join()
-        progress.close()
-        if writer is not None:
-            writer.release()
-    counts["seconds"] = time.perf_counter() - started
-    return counts
+    return output.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,18 +174,17 @@ def main(argv: list[str] | None = None) -> int:
             raise OSError(f"cannot write {output}")
         return writer
 
-    if args.via_redis:
-        return _main_via_redis(args, cap, total, fps, writer_factory, output)
     jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
+    frames = iter_frames(cap, total or 1 << 62)
     try:
-        from worker.detectors import ModelError
-
-        counts = process_video(iter_frames(cap, total or 1 << 62), writer_factory, fps, args.workers, detection,
-                               not args.no_overlay, jsonl, total)
-    except ModelError as exc:
-        print(f"framecast process: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
+        if args.via_redis:
+            counts = _run_via_redis(args, frames, writer_factory, fps, jsonl, total)
+            where = f"via Redis camera {args.camera!r}"
+        else:
+            counts = process_video(frames, writer_factory, fps, args.workers, detection, not args.no_overlay,
+                                   jsonl, total)
+            where = f"{args.workers} worker(s)"
+    except (FramecastError, OSError) as exc:
         print(f"framecast process: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
@@ -224,40 +193,19 @@ def main(argv: list[str] | None = None) -> int:
             jsonl.close()
     rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
     print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "
-          f"({rate:.1f} frames/s, {args.workers} worker(s)), {counts['corrupt']} corrupt, "
+          f"({rate:.1f} frames/s, {where}), {counts['corrupt']} corrupt, "
           f"{counts['detections']} detections -> {output}", file=sys.stderr)
     return 0
 
 
-def _main_via_redis(args, cap, total, fps, writer_factory, output) -> int:
+def _run_via_redis(args, frames, writer_factory, fps: float, jsonl, total) -> dict:
     from common.config import load_config
     from common.connection import connect
-    from common.errors import FramecastError
-    from worker.offline_redis import process_via_redis
+    from worker.offline_redis import check_cluster, process_via_redis
 
     if not args.camera:
-        print("framecast process: --via-redis needs --camera (a backlog-mode camera the workers serve)",
-              file=sys.stderr)
-        return EXIT_USAGE
-    jsonl = None
-    try:
-        settings = load_config(args.config, overrides={"redis_url": args.redis_url})
-        client = connect(settings.redis_url)
-        from worker.offline_redis import check_cluster
-
-        check_cluster(settings, client, args.camera)
-        jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
-        counts = process_via_redis(iter_frames(cap, total or 1 << 62), writer_factory, fps, settings, client,
-                                   args.camera, jsonl)
-    except FramecastError as exc:
-        print(f"framecast process: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        cap.release()
-        if jsonl is not None:
-            jsonl.close()
-    rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
-    print(f"framecast process: {counts['frames']} frames via Redis camera {args.camera!r} in {counts['seconds']:.1f} s "
-          f"({rate:.1f} frames/s), {counts['corrupt']} corrupt, {counts['detections']} detections -> {output}",
-          file=sys.stderr)
-    return 0
+        raise FramecastError("--via-redis needs --camera (a backlog-mode camera the workers serve)")
+    settings = load_config(args.config, overrides={"redis_url": args.redis_url})
+    client = connect(settings.redis_url)
+    check_cluster(settings, client, args.camera)
+    return process_via_redis(frames, writer_factory, fps, settings, client, args.camera, jsonl, total)

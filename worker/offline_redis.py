@@ -7,7 +7,6 @@ that workers on any host publish are collected and written back in the original 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from common.envelope import Frame
 from common.errors import FramecastError
 from common.keys import FRAME_FIELD, Keys
 from common.registry import live_members
+from worker.video_output import AnnotatedOutput
 
 log = logging.getLogger("framecast.process")
 STALL_TIMEOUT = 60.0
@@ -43,7 +43,8 @@ def check_cluster(settings: Settings, client: redis.Redis, camera_id: str) -> No
 
 
 def process_via_redis(frames: Iterator[np.ndarray | None], writer_factory, fps: float, settings: Settings,
-                      client: redis.Redis, camera_id: str, jsonl=None, quality: int = 95) -> dict:
+                      client: redis.Redis, camera_id: str, jsonl=None, total: int | None = None,
+                      quality: int = 95) -> dict:
     """Publish `frames`, collect the annotated results in order, write them. Returns counts."""
     keys = Keys(settings.key_prefix)
     frames_key, annotated_key = keys.frames(camera_id), keys.annotated(camera_id)
@@ -52,30 +53,14 @@ def process_via_redis(frames: Iterator[np.ndarray | None], writer_factory, fps: 
     run = time.time_ns()
     newest = client.xrevrange(annotated_key, count=1)
     read_from = newest[0][0] if newest else b"0-0"
+    output = AnnotatedOutput(writer_factory, fps, jsonl, total)
     results: dict[int, Frame] = {}
-    local: dict[int, tuple[np.ndarray, str]] = {}  # frames written un-annotated (undecodable in the file)
-    counts = {"frames": 0, "corrupt": 0, "detections": 0}
-    writer = None
+    decided: dict[int, tuple[np.ndarray | None, str]] = {}  # undecodable in the file: not sent
     next_to_write = published = 0
     last_good: np.ndarray | None = None
     last_progress = time.monotonic()
-    started = time.perf_counter()
     source = enumerate(frames)
     exhausted = False
-
-    def write(index: int, image: np.ndarray, detections: list[dict], error: str | None) -> None:
-        nonlocal writer
-        if writer is None:
-            writer = writer_factory(image.shape[1], image.shape[0])
-        writer.write(image)
-        counts["frames"] += 1
-        counts["detections"] += len(detections)
-        if jsonl is not None:
-            record = {"frame": index, "pts_ms": round(index * 1000.0 / fps, 3), "detections": detections}
-            if error:
-                record["error"] = error
-            jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
-
     try:
         while not exhausted or next_to_write < published:
             while not exhausted and published - next_to_write < window:
@@ -85,11 +70,7 @@ def process_via_redis(frames: Iterator[np.ndarray | None], writer_factory, fps: 
                     break
                 index, image = item
                 if image is None:
-                    counts["corrupt"] += 1
-                    if last_good is not None:
-                        local[index] = (last_good, "undecodable frame")
-                    else:
-                        local[index] = (None, "undecodable frame")
+                    decided[index] = (last_good, "undecodable frame")
                 else:
                     last_good = image
                     jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
@@ -106,22 +87,22 @@ def process_via_redis(frames: Iterator[np.ndarray | None], writer_factory, fps: 
                     if done.run == run:
                         results[done.seq] = done
                         last_progress = time.monotonic()
-            while next_to_write < published and (next_to_write in results or next_to_write in local):
-                if next_to_write in local:
-                    image, error = local.pop(next_to_write)
-                    if image is not None:
-                        write(next_to_write, image, [], error)
+            while next_to_write in results or next_to_write in decided:
+                if next_to_write in decided:
+                    image, error = decided.pop(next_to_write)
+                    if image is None:
+                        output.lost(next_to_write)
+                    else:
+                        output.write(next_to_write, image, [], error)
                 else:
                     done = results.pop(next_to_write)
                     image = cv2.imdecode(np.frombuffer(done.jpeg, np.uint8), cv2.IMREAD_COLOR)
-                    write(next_to_write, image, [d.to_dict() for d in done.detections or []], None)
+                    output.write(next_to_write, image, [d.to_dict() for d in done.detections or []])
                 next_to_write += 1
                 last_progress = time.monotonic()
             if time.monotonic() - last_progress > STALL_TIMEOUT:
                 raise ClusterError(f"no result for frame {next_to_write} in {STALL_TIMEOUT:.0f} s: are the workers "
                                    f"serving {camera_id!r} still running? (see its dead-letter stream too)")
     finally:
-        if writer is not None:
-            writer.release()
-    counts["seconds"] = time.perf_counter() - started
+        counts = output.close()
     return counts

@@ -36,7 +36,7 @@ def test_file_processed_by_cluster_workers_in_order(write_config, redis_url, cli
                                  "--via-redis", "--camera", "offline", "--config", str(path)],
                                 capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "25 frames via Redis" in result.stderr
+    assert "25 frames" in result.stderr and "via Redis camera 'offline'" in result.stderr
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(25))
     assert sum(d["label"] == "person" for r in records for d in r["detections"]) >= 25
