@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 counts = [1, 10, 100] if args.quick else [1, 10, 100, 300]
                 results = fanout.run(work / "fanout", counts, 5 if args.quick else 10)
             else:
-                results = offline.run(work / "offline", repeats, 60 if args.quick else 200)
+                results = offline.run(work / "offline", repeats, 60 if args.quick else 795)
             for result in results:
                 print_result(result)
                 info["results"].append(result)

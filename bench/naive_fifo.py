@@ -15,30 +15,30 @@ from common.envelope import Frame
 from producer.pattern import render_pattern
 
 
-def _consume(frames: mp.Queue, results: mp.Queue, ready) -> None:
+def _consume(frames: mp.Queue, results: mp.Queue, ready, size: tuple[int, int], threads: int) -> None:
     """Runs in the detector process: process every queued frame in order."""
     from worker.detectors import create_detector
     from worker.pipeline import FrameProcessor
 
-    camera = CameraConfig(id="naive", source="pattern")
+    camera = CameraConfig(id="naive", source="pattern", detection={"threads": threads})
     processor = FrameProcessor(camera, create_detector(camera.detection))
-    warm = cv2.imencode(".jpg", render_pattern(0, 640, 360))[1].tobytes()
-    processor.process(Frame("naive", 0, 0, time.time_ns(), 640, 360, warm))
+    warm = cv2.imencode(".jpg", render_pattern(0, *size))[1].tobytes()
+    processor.process(Frame("naive", 0, 0, time.time_ns(), *size, warm))
     ready.set()
     while True:
         item = frames.get()
         if item is None:
             return
         seq, ts, jpeg = item
-        processor.process(Frame("naive", 0, seq, ts, 640, 360, jpeg))
+        processor.process(Frame("naive", 0, seq, ts, *size, jpeg))
         results.put((seq, ts, time.time_ns()))
 
 
-def run_naive(duration: float, fps: float) -> list[tuple[float, float]]:
+def run_naive(duration: float, fps: float, size: tuple[int, int], threads: int) -> list[tuple[float, float]]:
     """(seconds since start, latency ms) of each frame the naive pipeline finished within `duration`."""
     ctx = mp.get_context("spawn")
     frames, results, ready = ctx.Queue(), ctx.Queue(), ctx.Event()
-    consumer = ctx.Process(target=_consume, args=(frames, results, ready), daemon=True)
+    consumer = ctx.Process(target=_consume, args=(frames, results, ready, size, threads), daemon=True)
     consumer.start()
     ready.wait(180)
     start = time.monotonic()
@@ -49,7 +49,7 @@ def run_naive(duration: float, fps: float) -> list[tuple[float, float]]:
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        jpeg = cv2.imencode(".jpg", render_pattern(index, 640, 360, fps), [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
+        jpeg = cv2.imencode(".jpg", render_pattern(index, *size, fps), [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
         frames.put((index, time.time_ns(), jpeg.tobytes()))
         index += 1
     series = []

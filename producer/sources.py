@@ -206,7 +206,7 @@ def open_source(camera: CameraConfig) -> Source:
     if kind == "url":
         return UrlSource(str(camera.source))
     if kind == "pattern":
-        width = min(camera.max_width, 640)
+        width = min(camera.max_width, 1920)
         return PatternSource(width, width * 9 // 16, camera.fps)
     if kind == "sample":
         try:
