@@ -157,6 +157,7 @@ class WebConfig(_Model):
     no_signal_after: float = Field(3.0, gt=0, description="seconds without frames before 'no signal'")
     reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader lives after its last viewer")
     stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
+    write_timeout: float = Field(15.0, gt=0, description="seconds a viewer may stall a write before it is dropped")
 
 
 class Settings(_Model):

@@ -22,6 +22,11 @@ def video_feed(cam: str) -> Response:
     st = state()
     st.settings.camera(cam)
     raw = request.args.get("raw") in ("1", "true", "yes")
+    # A viewer that stops reading blocks our writes once its socket buffers fill: a timeout on the
+    # connection ends the response then, and the viewer is dropped (gunicorn and werkzeug expose it).
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if sock is not None:
+        sock.settimeout(st.settings.web.write_timeout)
     mailbox = st.broadcaster.subscribe(cam, raw=raw)
 
     def generate():

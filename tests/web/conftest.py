@@ -19,16 +19,24 @@ KEYS = Keys("fc")
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
 
 
-def jpeg_of(n: int, size=(160, 120)) -> bytes:
+_NOISE = np.random.default_rng(7).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+
+
+def jpeg_of(n: int, size=(160, 120), noisy: bool = False) -> bytes:
+    """A numbered JPEG; `noisy` makes a large one (~400 KB) that fills socket buffers quickly."""
+    if noisy:
+        image = np.roll(_NOISE, n, axis=1)
+        return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
     image = np.full((size[1], size[0], 3), (n * 37) % 255, np.uint8)
     cv2.putText(image, str(n), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
     return cv2.imencode(".jpg", image)[1].tobytes()
 
 
-def publish(client, cam: str, seq: int, run: int = 1, ts: int | None = None, raw: bool = False) -> None:
+def publish(client, cam: str, seq: int, run: int = 1, ts: int | None = None, raw: bool = False,
+            noisy: bool = False) -> None:
     """XADD a frame as a worker (annotated) or the producer (raw) would."""
     dets = None if raw else [Detection("person", 0.9, (1, 1, 20, 20), 0)]
-    frame = Frame(cam, run, seq, ts or time.time_ns(), 160, 120, jpeg_of(seq), dets, {"worker": "test"})
+    frame = Frame(cam, run, seq, ts or time.time_ns(), 160, 120, jpeg_of(seq, noisy=noisy), dets, {"worker": "test"})
     key = KEYS.frames(cam) if raw else KEYS.annotated(cam)
     client.xadd(key, {FRAME_FIELD: envelope.encode(frame)}, maxlen=50, approximate=True)
 
@@ -36,15 +44,15 @@ def publish(client, cam: str, seq: int, run: int = 1, ts: int | None = None, raw
 class Publisher:
     """Publishes frames of a camera at `fps` on a thread until stopped."""
 
-    def __init__(self, client, cam="cam1", fps=20.0, raw=False):
-        self.client, self.cam, self.fps, self.raw = client, cam, fps, raw
+    def __init__(self, client, cam="cam1", fps=20.0, raw=False, noisy=False):
+        self.client, self.cam, self.fps, self.raw, self.noisy = client, cam, fps, raw, noisy
         self.seq = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self.stop.is_set():
-            publish(self.client, self.cam, self.seq, raw=self.raw)
+            publish(self.client, self.cam, self.seq, raw=self.raw, noisy=self.noisy)
             self.seq += 1
             self.stop.wait(1 / self.fps)
 

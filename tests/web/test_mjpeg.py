@@ -105,3 +105,22 @@ def test_reader_stops_after_the_last_viewer_leaves(live_server, redis_client):
         while server.state.broadcaster.feeds() and time.monotonic() < deadline:
             time.sleep(0.1)
     assert server.state.broadcaster.feeds() == {}
+
+
+def test_a_viewer_that_stops_reading_is_dropped(live_server, redis_client):
+    server = live_server(write_timeout=1.0)
+    with Publisher(redis_client, "cam1", fps=30, noisy=True):
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"GET /video_feed/cam1 HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        deadline = time.monotonic() + 10
+        while not server.state.broadcaster.feeds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        feed = server.state.broadcaster.feeds()[("cam1", False)]
+        assert feed.viewers() == 1
+        deadline = time.monotonic() + 30  # buffers fill, a write stalls for write_timeout, then it is dropped
+        while feed.viewers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert feed.viewers() == 0
+        stalled.close()
