@@ -19,13 +19,13 @@ FOLLOW_BLOCK_MS = 5000  # below the client's socket timeout; a blank line goes o
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
 
-def _rates(st: WebState, cam: str, stats: dict[str, float]) -> dict[str, float]:
+def _rates(st: WebState, cam: str, stats: dict[str, float]) -> dict[str, float | None]:
     """fps in/out from counter deltas between calls (at least 1 s apart), per web process."""
     now = time.monotonic()
     with st.rates_lock:
         previous = st.rates.get(cam)
         if previous is None or now - previous[0] >= 1.0:
-            rates = previous[2] if previous else {"fps_in": 0.0, "fps_out": 0.0}
+            rates = previous[2] if previous else {"fps_in": None, "fps_out": None}  # unknown until measured
             if previous is not None:
                 dt = now - previous[0]
                 rates = {"fps_in": max(0.0, (stats.get("published", 0) - previous[1].get("published", 0)) / dt),
@@ -50,7 +50,8 @@ def camera_summaries(st: WebState) -> list[dict]:
         out.append({
             "id": cam.id, "name": cam.display_name, "source_kind": cam.source_kind, "source": cam.source_display,
             "mode": cam.mode, "status": status,
-            "fps_in": round(rates["fps_in"], 2), "fps_out": round(rates["fps_out"], 2),
+            "fps_in": None if rates["fps_in"] is None else round(rates["fps_in"], 2),
+            "fps_out": None if rates["fps_out"] is None else round(rates["fps_out"], 2),
             "latency_ms": stats.get("latency_ms"), "infer_ms": stats.get("infer_ms"),
             "last_frame_age_s": None if age_s is None else round(age_s, 3),
             "published": int(stats.get("published", 0)), "processed": int(stats.get("processed", 0)),
