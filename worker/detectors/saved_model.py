@@ -11,11 +11,13 @@ from common.envelope import Detection
 from worker.detectors.base import Detector, ModelInfo
 from worker.detectors.boxes import to_detections
 
+OUTPUTS = {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+
 
 class SavedModelDetector(Detector):
-    """Invoked from one worker thread at a time."""
+    """Loaded by `create_detector`; `detect` is called per frame by the worker loop or a process pool."""
 
-    def __init__(self, model_dir: str, labels: dict[int, str]):
+    def __init__(self, model_dir: str, labels: dict[int, str], label_offset: int = 0):
         import tensorflow as tf
 
         self._tf = tf
@@ -25,11 +27,17 @@ class SavedModelDetector(Detector):
         except KeyError:
             raise ValueError("the SavedModel has no 'serving_default' signature") from None
         self._loaded = loaded  # keep the variables alive with the signature
-        spec = next(iter(self._fn.structured_input_signature[1].values()))
-        self._input_name = next(iter(self._fn.structured_input_signature[1]))
+        inputs = self._fn.structured_input_signature[1]
+        missing = sorted(OUTPUTS - set(self._fn.structured_outputs))
+        if len(inputs) != 1 or missing:
+            raise ValueError(f"serving_default must take one image tensor and return {', '.join(sorted(OUTPUTS))} "
+                             f"(inputs: {sorted(inputs)}, missing outputs: {missing}); export the model with "
+                             "the TF Object Detection API's exporter_main_v2.py")
+        ((self._input_name, spec),) = inputs.items()
         self._dtype = spec.dtype
         shape = spec.shape.as_list()
         size = (shape[1] or 0, shape[2] or 0) if len(shape) == 4 else (0, 0)
+        self._label_offset = label_offset
         self.info = ModelInfo("saved_model", str(model_dir), labels, size)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -43,4 +51,4 @@ class SavedModelDetector(Detector):
         boxes = outputs["detection_boxes"].numpy()[0][:count]
         classes = outputs["detection_classes"].numpy()[0][:count]
         scores = outputs["detection_scores"].numpy()[0][:count]
-        return to_detections(boxes, classes, scores, self.info.labels, image.shape)
+        return to_detections(boxes, classes + self._label_offset, scores, self.info.labels, image.shape)
