@@ -10,7 +10,8 @@ def test_bundled_coco_labels():
 
 
 def test_coco_format_with_gaps_and_bare_names():
-    assert parse_coco_labels("0  person\n\n2  car\n") == {0: "person", 2: "car"}
+    assert parse_coco_labels("0  person\n\n2  car\n   \n") == {0: "person", 2: "car"}
+    assert parse_coco_labels("0 traffic light\n1 fire hydrant\n") == {0: "traffic light", 1: "fire hydrant"}
     assert parse_coco_labels("cat\ndog\n") == {0: "cat", 1: "dog"}
 
 
@@ -30,10 +31,41 @@ def test_pbtxt_format(tmp_path):
     assert load_labels(path) == {1: "person", 3: "car"}
 
 
-def test_bad_label_maps(tmp_path):
+def test_pbtxt_nested_blocks_and_separators_do_not_confuse_ids(tmp_path):
+    text = """
+    item {
+      name: "/m/01g317"
+      id: 1
+      display_name: "person"
+      keypoints { id: 0 label: "nose" }
+      keypoints { id: 1 label: "left_eye" }
+    }
+    item: { id: 4, name: "bus" }
+    """
+    assert parse_label_map_pbtxt(text) == {1: "person", 4: "bus"}
+    path = tmp_path / "labels.txt"  # detected by content, whatever the file is called
+    path.write_text(text)
+    assert load_labels(path) == {1: "person", 4: "bus"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("item { name: 'x' }", "without an integer id"),
+    ("item { id: 1 name: 'x'", "unclosed"),
+    ("item { id 1 }", "cannot parse"),
+    ("# only a comment\n", "no `item"),
+])
+def test_bad_pbtxt_says_what_is_wrong(tmp_path, text, message):
+    bad = tmp_path / "bad.pbtxt"
+    bad.write_text(text)
+    with pytest.raises(LabelMapError, match=message) as info:
+        load_labels(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_missing_or_empty_label_files(tmp_path):
     with pytest.raises(LabelMapError, match="cannot read"):
         load_labels(tmp_path / "missing.txt")
-    bad = tmp_path / "bad.pbtxt"
-    bad.write_text("item { name: 'x' }")
-    with pytest.raises(LabelMapError, match="without an id"):
-        load_labels(bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(LabelMapError, match="empty label map"):
+        load_labels(empty)
