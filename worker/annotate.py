@@ -21,9 +21,15 @@ def colour_for(label: str) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
-    b, g, r = background
-    return (0, 0, 0) if 0.114 * b + 0.587 * g + 0.299 * r > 140 else (255, 255, 255)
+def luminance(colour: tuple[int, int, int]) -> float:
+    """Perceived brightness (0-255) of a BGR colour."""
+    b, g, r = colour
+    return 0.114 * b + 0.587 * g + 0.299 * r
+
+
+def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever stands out more on `background`."""
+    return (0, 0, 0) if luminance(background) > 140 else (255, 255, 255)
 
 
 def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
@@ -33,13 +39,14 @@ def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int,
     pad = 3
     tag_h = th + baseline + 2 * pad
     top = y - tag_h if y - tag_h >= 0 else y
+    top = max(0, min(top, height - tag_h))  # a box along the bottom edge: tag stays in the frame
     left = min(max(0, x), max(0, width - tw - 2 * pad))
     cv2.rectangle(image, (left, top), (left + tw + 2 * pad, top + tag_h), colour, -1)
-    cv2.putText(image, text, (left + pad, top + pad + th), FONT, scale, _text_colour(colour), 1, cv2.LINE_AA)
+    cv2.putText(image, text, (left + pad, top + pad + th), FONT, scale, text_colour(colour), 1, cv2.LINE_AA)
 
 
 def draw_detections(image: np.ndarray, detections: list[Detection]) -> np.ndarray:
-    """A copy of `image` with a box and a `label score` tag per detection."""
+    """A copy of `image` with a box and a `label score` tag per detection, in the label's colour."""
     out = image.copy()
     height, width = out.shape[:2]
     thickness = max(2, round(min(height, width) / 300))
@@ -53,9 +60,10 @@ def draw_detections(image: np.ndarray, detections: list[Detection]) -> np.ndarra
 
 
 def draw_overlay(image: np.ndarray, camera_id: str, ts_ns: int | None = None, fps: float | None = None) -> np.ndarray:
-    """A copy of `image` with camera id, capture time and fps in the top-left corner."""
+    """A copy of `image` with camera id, capture time (now when not given) and fps in the top-left
+    corner, white on a darkened band so it reads on any picture."""
     out = image.copy()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((ts_ns or time.time_ns()) / 1e9))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((time.time_ns() if ts_ns is None else ts_ns) / 1e9))
     text = f"{camera_id}  {stamp}" + (f"  {fps:.1f} fps" if fps else "")
     scale = max(0.4, min(out.shape[:2]) / 900)
     (tw, th), baseline = cv2.getTextSize(text, FONT, scale, 1)
