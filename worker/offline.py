@@ -28,20 +28,29 @@ log = logging.getLogger("framecast.process")
 MAX_CORRUPT_RUN = 25  # consecutive unreadable frames before the rest of the file counts as gone
 
 _processor = None  # the FrameProcessor of this pool process, built once by _init
+_init_error: FramecastError | None = None  # why _init could not build it
 
 
 def _init(detection: dict, overlay: bool) -> None:
-    """Pool initializer: load the model once per process."""
-    global _processor
+    """Pool initializer: load the model once per process. A failure is kept for `_annotate` to raise,
+    because a pool whose initializer raises restarts the process forever instead of reporting it."""
+    global _processor, _init_error
     from worker.detectors import create_detector
     from worker.pipeline import FrameProcessor
 
+    _processor, _init_error = None, None
     camera = CameraConfig(id="process", source="file", overlay=overlay, detection=DetectionConfig(**detection))
-    _processor = FrameProcessor(camera, create_detector(camera.detection))
+    try:
+        _processor = FrameProcessor(camera, create_detector(camera.detection))
+    except FramecastError as exc:
+        _init_error = exc
 
 
 def _annotate(index: int, image: np.ndarray, ts_ns: int) -> tuple[int, np.ndarray, list[dict], str | None]:
-    """Runs in a pool process: (index, annotated image, detections, error). Errors leave the frame as is."""
+    """Runs in a pool process: (index, annotated image, detections, error). Errors leave the frame as is;
+    a model that did not load raises, which ends the job in the parent."""
+    if _processor is None:
+        raise _init_error or FramecastError("the detector was not loaded in this process")
     try:
         detections = _processor.detect(image)
         return index, _processor.annotate(image, detections, ts_ns=ts_ns), [d.to_dict() for d in detections], None
@@ -49,31 +58,42 @@ def _annotate(index: int, image: np.ndarray, ts_ns: int) -> tuple[int, np.ndarra
         return index, image, [], f"{type(exc).__name__}: {exc}"
 
 
-def iter_frames(cap: cv2.VideoCapture, expected: int) -> Iterator[np.ndarray | None]:
-    """Frames of an opened capture; None for a frame that could not be decoded mid-file."""
-    index, corrupt_run = 0, 0
-    while True:
+def iter_frames(cap: cv2.VideoCapture, max_corrupt_run: int = MAX_CORRUPT_RUN) -> Iterator[np.ndarray | None]:
+    """Frames of an opened capture; None for each frame that could not be decoded between readable ones.
+
+    Failed reads are only reported once a readable frame follows them, so the end of a file (whose frame
+    count containers often overstate) never shows up as corrupt frames; `max_corrupt_run` failed reads in
+    a row end the file."""
+    failed = 0
+    while failed <= max_corrupt_run:
         ok, image = cap.read()
-        if ok and image is not None:
-            corrupt_run = 0
-            index += 1
-            yield image
+        if not ok or image is None:
+            failed += 1
             continue
-        if index >= expected - 1 or corrupt_run >= MAX_CORRUPT_RUN:
-            return
-        corrupt_run += 1
-        index += 1
-        yield None
+        for _ in range(failed):
+            yield None
+        failed = 0
+        yield image
+
+
+class _Done:
+    def __init__(self, result):
+        self._result = result
+
+    def get(self, timeout=None):
+        return self._result
 
 
 class _Inline:
     """The pool interface for --workers 1: run in this process, no pickling."""
 
     def apply_async(self, fn, args):
-        result = fn(*args)
-        return type("Done", (), {"get": staticmethod(lambda timeout=None: result)})()
+        return _Done(fn(*args))
 
     def close(self):
+        pass
+
+    def terminate(self):
         pass
 
     def join(self):
@@ -82,16 +102,22 @@ class _Inline:
 
 def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: float, workers: int,
                   detection: dict, overlay: bool, jsonl=None, total: int | None = None) -> dict:
-    """Annotate `frames` in order with a local pool; returns counts. Called by `main` and the tests."""
+    """Annotate `frames` in order with a local pool; returns counts. Called by `main` and the tests.
+
+    At most 2 * workers + 2 frames are between reading and writing at any time (the in-flight window is
+    also the reorder buffer). Raises ModelError (a FramecastError) when the model cannot be loaded."""
     if workers > 1:
         pool = mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(detection, overlay))
     else:
         _init(detection, overlay)
+        if _init_error is not None:
+            raise _init_error
         pool = _Inline()
     window = 2 * workers + 2
     pending: deque = deque()  # in input order: pool jobs, or frames already decided
     output = AnnotatedOutput(writer_factory, fps, jsonl, total)
     last_good: np.ndarray | None = None
+    finished = False
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
@@ -110,10 +136,15 @@ def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: floa
                 pending.append(("job", pool.apply_async(_annotate, (index, image, int(index * 1e9 / fps)))))
             drain(window)
         drain(0)
+        finished = True
     finally:
-        pool.close()
+        if finished:
+            pool.close()
+        else:  # an error: outstanding frames are of no use
+            pool.terminate()
         pool.join()
-    return output.close()
+        counts = output.close()
+    return counts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         return writer
 
     jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
-    frames = iter_frames(cap, total or 1 << 62)
+    frames = iter_frames(cap)
     try:
         if args.via_redis:
             counts = _run_via_redis(args, frames, writer_factory, fps, jsonl, total)
