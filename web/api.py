@@ -11,6 +11,7 @@ from common.keys import DETECTIONS_FIELD
 from common.registry import live_members
 from common.stats import read_stats
 from web.app import WebState, state
+from web.health import last_entry_age_s
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
@@ -36,15 +37,14 @@ def _rates(st: WebState, cam: str, stats: dict[str, float]) -> dict[str, float |
 
 
 def camera_summaries(st: WebState) -> list[dict]:
-    """Each configured camera with its figures; shared by /api/cameras and /readyz."""
+    """Each configured camera with its figures (for /api/cameras and the dashboard)."""
     workers = live_members(st.client, st.keys, "worker")
-    now_ms = time.time() * 1000
     out = []
     for cam in st.settings.cameras:
         stats = read_stats(st.client, st.keys, cam.id)
         rates = _rates(st, cam.id, stats)
-        last = stats.get("last_processed_ms")
-        age_s = (now_ms - last) / 1000 if last else None
+        # What viewers see: the age of the newest annotated frame, from its stream id (no payload read).
+        age_s = last_entry_age_s(st.client, st.keys.annotated(cam.id))
         status = "live" if age_s is not None and age_s < st.settings.web.stale_after else (
             "stale" if age_s is not None else "waiting")
         out.append({

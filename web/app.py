@@ -10,7 +10,7 @@ import redis
 from flask import Flask, current_app, jsonify
 
 from common.config import Settings
-from common.connection import connect
+from common.connection import CONNECTION_ERRORS, connect, describe_error
 from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
 from web.broadcaster import Broadcaster
@@ -57,4 +57,10 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     def _invalid(exc: InvalidCameraIdError):
         return jsonify(error="invalid camera id", message=str(exc)), 400
 
+    def _redis_down(exc: Exception):
+        return jsonify(error="redis unavailable", message=f"cannot reach Redis ({describe_error(exc)}); "
+                                                           "retry shortly"), 503
+
+    for error_type in CONNECTION_ERRORS:
+        app.register_error_handler(error_type, _redis_down)
     return app

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, jsonify, request
+from flask import Flask, Request, jsonify, request
 
 from common.config import Settings
 
 OPEN_PATHS = {"/healthz"}
 
 
+def given_token(req: Request) -> str:
+    """The token a request carries: the Bearer header wins over `?token=`; '' when there is none."""
+    header = req.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return req.args.get("token", "")
+
+
 def install(app: Flask, settings: Settings) -> None:
+    """Require the token on every request but OPEN_PATHS; a no-op when no token is configured."""
     token = settings.web.token.get_secret_value() if settings.web.token else None
     if not token:
         return
@@ -22,10 +31,7 @@ def install(app: Flask, settings: Settings) -> None:
     def _require_token():
         if request.path in OPEN_PATHS:
             return None
-        given = request.args.get("token", "")
-        header = request.headers.get("Authorization", "")
-        if header.lower().startswith("bearer "):
-            given = header[7:].strip()
+        given = given_token(request)
         if given and hmac.compare_digest(given.encode(), expected):
             return None
         return jsonify(error="unauthorized", message="send the token as 'Authorization: Bearer <token>' "

@@ -79,6 +79,7 @@ class CameraFeed:
         self._last_frame_at = 0.0  # monotonic time of the last frame put out
         self._last_part: bytes | None = None
         self._no_signal: bytes | None = None
+        self._no_signal_sent = 0.0
         self.out_of_order = 0
         self.closed = threading.Event()
         self.log = camera_logger("framecast.web", cam, raw=raw)
@@ -117,23 +118,36 @@ class CameraFeed:
             return not self._viewers and time.monotonic() - self._last_viewer_left >= self.linger
 
     def _run(self) -> None:
-        """The reader thread: XREAD the stream, put each newer frame out, 'no signal' when it stops."""
+        """The reader thread: XREAD the stream, put each newer frame out, 'no signal' when it stops.
+
+        Redis outages and unexpected errors pause the feed (viewers get 'no signal') and are retried
+        with backoff; the thread ends only when the feed is retired or closed."""
         metrics.READERS.inc()
         backoff = Backoff(base=0.2, cap=5.0)
-        last_id = "$"
+        last_id: str | bytes | None = None  # None: not primed yet (first read, or after an outage)
         started = time.monotonic()
+        failing = False
         try:
-            last_id = self._prime()
             while not self.closed.is_set() and not self._try_retire(self):
                 try:
+                    if last_id is None:
+                        last_id = self._prime()
                     reply = self.client.xread({self.key: last_id}, count=10, block=500)
-                    backoff.reset()
-                except CONNECTION_ERRORS as exc:
-                    self.log.warning("redis unavailable, feed paused", extra={"error": describe_error(exc)})
+                except Exception as exc:  # the reader must outlive any single failure
+                    if not failing:
+                        level = logging.WARNING if isinstance(exc, CONNECTION_ERRORS) else logging.ERROR
+                        self.log.log(level, "feed paused: cannot read the stream",
+                                     extra={"error": describe_error(exc)}, exc_info=level == logging.ERROR)
+                    failing = True
+                    metrics.READ_ERRORS.labels(camera=self.cam).inc()
                     self._maybe_no_signal(started)
-                    time.sleep(backoff.next_delay())
-                    last_id = "$"  # a restarted Redis has new ids; resume from what arrives next
+                    last_id = None  # a restarted Redis may hold other ids: prime again from its newest entry
+                    backoff.wait(self.closed)
                     continue
+                if failing:
+                    self.log.info("feed resumed")
+                    failing = False
+                    backoff.reset()
                 for _stream, entries in reply or []:
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -144,10 +158,7 @@ class CameraFeed:
 
     def _prime(self) -> str:
         """Send the newest stored frame to the first viewers at once; returns where to read from."""
-        try:
-            newest = self.client.xrevrange(self.key, count=1)
-        except CONNECTION_ERRORS:
-            return "$"
+        newest = self.client.xrevrange(self.key, count=1)
         if not newest:
             return "0-0"
         entry_id, fields = newest[0]
@@ -167,7 +178,10 @@ class CameraFeed:
         frame = self._decode(fields)
         if frame is None:
             return
-        if self._last_order is not None and frame.order <= self._last_order:
+        # After a gap long enough to show 'no signal', the order starts afresh: a producer restarted on a
+        # host whose clock is behind (a lower `run`) must not be refused for ever.
+        gap = time.monotonic() - self._last_frame_at >= self.no_signal_after
+        if self._last_order is not None and frame.order <= self._last_order and not gap:
             self.out_of_order += 1
             metrics.FRAMES_OUT_OF_ORDER.labels(camera=self.cam).inc()
             return
@@ -185,7 +199,7 @@ class CameraFeed:
         since = self._last_frame_at or started
         if now - since < self.no_signal_after:
             return
-        if self._no_signal is None or now - getattr(self, "_no_signal_sent", 0.0) >= 1.0:
+        if self._no_signal is None or now - self._no_signal_sent >= 1.0:
             if self._no_signal is None:
                 last_wall = time.time() - (now - self._last_frame_at) if self._last_frame_at else None
                 self._no_signal = mjpeg.part(mjpeg.no_signal_jpeg(self.cam, since=last_wall))

@@ -18,7 +18,7 @@ def healthz():
     return jsonify(status="ok")
 
 
-def _last_entry_age_s(client, key: str) -> float | None:
+def last_entry_age_s(client, key: str) -> float | None:
     """Seconds since the newest entry of a stream was added (from its id; no payload is read)."""
     try:
         info = client.xinfo_stream(key)
@@ -43,7 +43,7 @@ def readyz():
         return jsonify(ready=False, redis=False, message=describe_error(exc)), 503
     cameras, ready = {}, True
     for cam in st.settings.cameras:
-        age = _last_entry_age_s(st.client, st.keys.annotated(cam.id))
+        age = last_entry_age_s(st.client, st.keys.annotated(cam.id))
         ok = age is not None and age <= st.settings.web.stale_after
         ready &= ok
         cameras[cam.id] = {"ok": ok, "last_frame_age_s": None if age is None else round(age, 3)}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
 
 from web.app import state
+from web.auth import given_token
 
 bp = Blueprint("pages", __name__, static_folder="static", static_url_path="/static", template_folder="templates")
 
@@ -13,5 +14,11 @@ bp = Blueprint("pages", __name__, static_folder="static", static_url_path="/stat
 def index():
     st = state()
     cameras = [{"id": c.id, "name": c.display_name} for c in st.settings.cameras]
-    # The token (when auth is on) reached us in the URL; the page passes it on to its own requests.
-    return render_template("index.html", cameras=cameras, token=request.args.get("token", ""))
+    # With auth on, the request that reached us carried the token; the page passes it on to its
+    # stylesheet, script, feeds and API calls (an <img> cannot send a header, so it goes in the URL).
+    token = given_token(request) if st.settings.web.token else ""
+
+    def asset(filename: str) -> str:
+        return url_for("pages.static", filename=filename, **({"token": token} if token else {}))
+
+    return render_template("index.html", cameras=cameras, token=token, asset=asset)

@@ -60,6 +60,7 @@ def test_cameras_api_reports_figures_and_hides_secrets(client_for, redis_client)
     stats.incr("published", 20)
     stats.incr("processed", 20)
     stats.flush()
+    publish(redis_client, "cam1", 1)  # status follows the newest annotated frame
     cams = {c["id"]: c for c in client.get("/api/cameras").json["cameras"]}
     cam1 = cams["cam1"]
     assert cam1["source"] == "rtsp://***@10.0.0.9/live" and cam1["source_kind"] == "url"
