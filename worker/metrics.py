@@ -1,4 +1,4 @@
-"""The worker's Prometheus metrics (label `camera`)."""
+"""The worker's Prometheus metrics, per camera (label `camera`) where they concern one."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -8,7 +8,7 @@ FRAMES_PROCESSED = Counter("framecast_worker_frames_processed_total", "Frames de
 FRAMES_SKIPPED = Counter("framecast_worker_frames_skipped_total",
                          "Frames acked without processing because they were stale (live mode)", ["camera"])
 FRAMES_FAILED = Counter("framecast_worker_frames_failed_total",
-                        "Frames that could not be processed (bad envelope, undecodable JPEG, detector error)",
+                        "Frames that could not be processed and were dead-lettered, by reason",
                         ["camera", "reason"])
 FRAMES_RECLAIMED = Counter("framecast_worker_frames_reclaimed_total",
                            "Frames claimed from consumers that stopped processing them", ["camera"])
@@ -20,3 +20,8 @@ GROUP_LAG = Gauge("framecast_worker_group_lag", "Entries in the frames stream no
                   ["camera"])
 GROUP_PENDING = Gauge("framecast_worker_group_pending", "Entries read by the group but not acknowledged",
                       ["camera"])
+REDIS_OUTAGES = Counter("framecast_worker_redis_outages_total",
+                        "Times the worker lost Redis and started reconnecting")
+GROUPS_RECREATED = Counter("framecast_worker_groups_recreated_total",
+                           "Consumer groups the worker re-created after they vanished (Redis restart, FLUSHALL)",
+                           ["camera"])

@@ -1,0 +1,72 @@
+"""What a worker keeps per camera it serves: the frame processor, stream keys, Redis stats, a logger,
+and the rates it reports in heartbeats. Owned and used by one worker loop (not thread-safe)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+import redis
+
+from common.config import CameraConfig, Settings
+from common.keys import Keys
+from common.logs import camera_logger
+from common.stats import StatsWriter
+from worker.detectors import create_detector
+from worker.pipeline import FrameProcessor
+
+
+class CameraState:
+    """One served camera. Building it loads the camera's detector (shared per DetectionConfig)."""
+
+    def __init__(self, camera: CameraConfig, settings: Settings, client: redis.Redis, worker_name: str):
+        keys = Keys(settings.key_prefix)
+        self.camera = camera
+        self.id = camera.id
+        self.live = camera.mode == "live"
+        self.max_age_ns = int(settings.max_frame_age(camera) * 1e9)
+        self.frames_key = keys.frames(camera.id)
+        self.annotated_key = keys.annotated(camera.id)
+        self.detections_key = keys.detections(camera.id)
+        self.deadletter_key = keys.deadletter(camera.id)
+        self.processor = FrameProcessor(camera, create_detector(camera.detection))
+        self.stats = StatsWriter(client, keys, camera.id)
+        self.log = camera_logger("framecast.worker", camera.id, worker=worker_name)
+        self.recent: deque[tuple[int, int, int]] = deque(maxlen=20)  # (run, seq, capture ns)
+        self.last_frame_ts = 0.0
+        self.processed = 0
+        self.skipped = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self._skip_mark = (time.monotonic(), 0)
+
+    @property
+    def model_name(self) -> str:
+        return Path(self.processor.detector.info.path).name
+
+    def record_processed(self, run: int, seq: int, ts: int, published_ns: int) -> None:
+        """Called by the worker loop after each published frame."""
+        self.recent.append((run, seq, ts))
+        self.processed += 1
+        self.last_frame_ts = published_ns / 1e9
+
+    def source_fps(self) -> float | None:
+        """The camera's frame rate from sequence numbers and capture times, so it stays right
+        however many workers share the camera (drawn in the overlay)."""
+        if len(self.recent) < 2 or self.recent[0][0] != self.recent[-1][0]:
+            return None
+        (_, seq0, ts0), (_, seq1, ts1) = self.recent[0], self.recent[-1]
+        return (seq1 - seq0) / ((ts1 - ts0) / 1e9) if ts1 > ts0 else None
+
+    def processed_fps(self) -> float:
+        """Frames/s this worker published for the camera since the previous call (heartbeats)."""
+        now = time.monotonic()
+        then, count = self._rate_mark
+        self._rate_mark = (now, self.processed)
+        return (self.processed - count) / (now - then) if now > then else 0.0
+
+    def skipped_since_last_report(self) -> int:
+        """Stale frames skipped since the previous call; lets the loop log skipping at a bounded rate."""
+        _, count = self._skip_mark
+        self._skip_mark = (time.monotonic(), self.skipped)
+        return self.skipped - count
