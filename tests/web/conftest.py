@@ -1,5 +1,7 @@
 import http.client
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +15,8 @@ from common.config import load_config
 from common.connection import connect
 from common.envelope import Detection, Frame
 from common.keys import FRAME_FIELD, Keys
+from tests.conftest import REPO
+from tests.redis_server import free_port
 from web.app import create_app
 
 KEYS = Keys("fc")
@@ -27,7 +31,7 @@ def jpeg_of(n: int, size=(160, 120), noisy: bool = False) -> bytes:
     if noisy:
         image = np.roll(_NOISE, n, axis=1)
         return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-    image = np.full((size[1], size[0], 3), (n * 37) % 255, np.uint8)
+    image = np.full((size[1], size[0], 3), 40 + (n * 23) % 150, np.uint8)
     cv2.putText(image, str(n), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
     return cv2.imencode(".jpg", image)[1].tobytes()
 
@@ -50,10 +54,13 @@ class Publisher:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def publish_one(self):
+        publish(self.client, self.cam, self.seq, raw=self.raw, noisy=self.noisy)
+        self.seq += 1
+
     def _run(self):
         while not self.stop.is_set():
-            publish(self.client, self.cam, self.seq, raw=self.raw, noisy=self.noisy)
-            self.seq += 1
+            self.publish_one()
             self.stop.wait(1 / self.fps)
 
     def __enter__(self):
@@ -107,6 +114,8 @@ def web_config(write_config, redis_url):
 
 
 class LiveServer:
+    """The app under werkzeug's threaded server on a free port, in this process (its state is inspectable)."""
+
     def __init__(self, settings):
         self.app = create_app(settings, connect(settings.redis_url))
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
@@ -140,3 +149,59 @@ def live_server(web_config):
     yield _start
     for server in servers:
         server.close()
+
+
+def get(port: int, path: str, timeout: float = 10.0, headers=None) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request("GET", path, headers=headers or {})
+    return conn.getresponse()
+
+
+class WebProcess:
+    """`framecast web` as a subprocess on a free port: gunicorn + gevent as in production, or --dev."""
+
+    def __init__(self, config_path, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "framecast", "web", "--config", str(config_path), "--host", "127.0.0.1",
+             "--port", str(self.port), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if get(self.port, "/healthz", timeout=2).status == 200:
+                    break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("framecast web exited: " + self.proc.stdout.read().decode()) from None
+                assert time.monotonic() < deadline, "framecast web did not start"
+                time.sleep(0.2)
+
+    def get(self, path, timeout=10.0, headers=None):
+        return get(self.port, path, timeout, headers)
+
+    def stop(self) -> str:
+        """Stop the process (SIGTERM) and return what it printed."""
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out.decode(errors="replace")
+
+
+@pytest.fixture
+def web_process(write_config, redis_url):
+    """web_process(*args, cameras=None, **settings) starts `framecast web` on the test's Redis."""
+    procs = []
+
+    def _start(*args, cameras=None, **settings):
+        cams = cameras or [{"id": "cam1", "name": "Test camera", "source": "pattern"}]
+        proc = WebProcess(write_config(cams, redis_url=redis_url, **settings), *args)
+        procs.append(proc)
+        return proc
+
+    yield _start
+    for proc in procs:
+        proc.stop()

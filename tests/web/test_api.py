@@ -1,4 +1,5 @@
 import json
+import re
 import time
 import tracemalloc
 
@@ -134,6 +135,12 @@ def test_auth_on_and_off(client_for, redis_client):
     assert client.get("/api/cameras?token=s3cret-token").status_code == 200
     page = client.get("/?token=s3cret-token").get_data(as_text=True)
     assert 'data-token="s3cret-token"' in page  # the page passes it on to its feeds and API calls
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
+    assert len(assets) == 2 and all("token=s3cret-token" in url for url in assets)
+    for url in assets:
+        assert client.get(url).status_code == 200, url
+    page = client.get("/", headers={"Authorization": "Bearer s3cret-token"}).get_data(as_text=True)
+    assert 'data-token="s3cret-token"' in page
 
 
 def test_readyz_reflects_whether_frames_flow(client_for, redis_client):

@@ -1,0 +1,58 @@
+"""`framecast web` as deployed: gunicorn with gevent workers (and --dev), driven over real sockets."""
+
+import re
+import socket
+import time
+
+import cv2
+import numpy as np
+
+from tests.web.conftest import Publisher, read_parts
+
+
+def _metric(server, name: str) -> float:
+    text = server.get("/metrics").read().decode()
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_gunicorn_gevent_fans_out_with_one_reader_despite_a_stalled_viewer(web_process, redis_client):
+    server = web_process(web={"write_timeout": 60})
+    with Publisher(redis_client, "cam1", fps=25, noisy=True):
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"GET /video_feed/cam1 HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        time.sleep(1.0)  # its buffers fill with ~400 KB frames; gevent must not let that block the rest
+        viewers = [server.get("/video_feed/cam1", timeout=30) for _ in range(20)]
+        for response in viewers:
+            assert response.status == 200 and response.getheader("X-Accel-Buffering") == "no"
+        for response in viewers:
+            parts = read_parts(response, 5, timeout=30)
+            assert len(parts) == 5
+            seqs = [int(h["x-frame-seq"]) for h, _ in parts]
+            assert seqs == sorted(set(seqs))
+            assert cv2.imdecode(np.frombuffer(parts[-1][1], np.uint8), cv2.IMREAD_COLOR) is not None
+        assert _metric(server, "framecast_web_stream_readers") == 1
+        assert _metric(server, 'framecast_web_viewers{camera="cam1"}') == 21
+        for response in viewers:
+            response.close()
+        stalled.close()
+
+
+def test_dev_server_streams_too(web_process, redis_client):
+    server = web_process("--dev")
+    with Publisher(redis_client, "cam1", fps=20):
+        parts = read_parts(server.get("/video_feed/cam1"), 3)
+    assert len(parts) == 3 and all(int(h["content-length"]) == len(body) for h, body in parts)
+
+
+def test_token_never_reaches_the_logs(web_process, redis_client):
+    token = "tok-9f8e7d6c5b4a"
+    server = web_process(log_level="DEBUG", web={"token": token})
+    assert server.get("/api/cameras").status == 401
+    assert server.get(f"/api/cameras?token={token}").status == 200
+    assert server.get("/", headers={"Authorization": f"Bearer {token}"}).status == 200
+    assert server.get("/snapshot/cam1.jpg?token=wrong").status == 401
+    output = server.stop()
+    assert "web starting" in output and token not in output
