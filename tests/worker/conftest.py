@@ -11,15 +11,22 @@ from common.envelope import Frame
 
 @pytest.fixture(scope="session")
 def detector():
+    """The bundled SSD MobileNet v2 COCO detector, loaded once for the whole session."""
     from worker.detectors import create_detector
 
     return create_detector(DetectionConfig())
 
 
 @pytest.fixture(scope="session")
-def sample_images():
+def sample_path():
+    """The bundled sample clip (vtest.avi: 768x576 pedestrians at 10 fps)."""
+    return assets.sample_path()
+
+
+@pytest.fixture(scope="session")
+def sample_images(sample_path):
     """The first 40 frames of the sample clip (BGR)."""
-    cap = cv2.VideoCapture(str(assets.sample_path()))
+    cap = cv2.VideoCapture(str(sample_path))
     images = []
     while len(images) < 40:
         ok, image = cap.read()

@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from common import assets
 from tests.conftest import REPO
 from worker.detectors import ModelError
 from worker.offline import iter_frames, process_video
@@ -97,8 +96,8 @@ def test_detection_options_reach_the_detector(clip, tmp_path):
     assert len(records) == 40 and all(d["label"] == "car" for r in records for d in r["detections"])
 
 
-def test_longer_clip_with_two_workers(sample_images, tmp_path):
-    cap = cv2.VideoCapture(str(assets.sample_path()))
+def test_longer_clip_with_two_workers(sample_path, tmp_path):
+    cap = cv2.VideoCapture(str(sample_path))
     images = [cap.read()[1] for _ in range(150)]
     cap.release()
     clip = _write_clip(tmp_path / "long.avi", images)

@@ -1,10 +1,11 @@
 import cv2
+import numpy as np
 import pytest
 from skimage import data
 
 from common.envelope import Frame
 from tests.worker.conftest import make_frame
-from worker.pipeline import FrameDecodeError, FrameProcessor
+from worker.pipeline import FrameDecodeError, FrameProcessor, decode_jpeg
 
 
 def test_process_returns_annotated_frame_with_detections(detector, camera):
@@ -13,13 +14,21 @@ def test_process_returns_annotated_frame_with_detections(detector, camera):
     out = FrameProcessor(camera, detector).process(frame, fps=10.0)
     assert (out.cam, out.run, out.seq, out.ts) == (frame.cam, frame.run, frame.seq, frame.ts)
     assert "person" in {d.label for d in out.detections}
-    assert out.jpeg != frame.jpeg and cv2.imdecode(__import__("numpy").frombuffer(out.jpeg, "uint8"), 1) is not None
-    assert out.meta["infer_ms"] > 0
+    assert all(d.score >= camera.detection.min_score for d in out.detections)
+    decoded = cv2.imdecode(np.frombuffer(out.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape == image.shape
+    assert out.jpeg != frame.jpeg and out.meta["infer_ms"] > 0
+    person = max((d for d in out.detections if d.label == "person"), key=lambda d: d.score)
+    x1, y1, x2, y2 = person.box
+    source = decode_jpeg(frame.jpeg).astype(int)
+    edge = np.abs(decoded[y1:y2, x1:x1 + 2].astype(int) - source[y1:y2, x1:x1 + 2]).mean()
+    assert edge > 20  # the box is drawn where the person is
 
 
-def test_garbage_jpeg_raises_decode_error(detector, camera):
-    frame = Frame("cam1", 1, 1, 1, 10, 10, b"\xff\xd8" + b"garbage" * 50)
-    with pytest.raises(FrameDecodeError):
+@pytest.mark.parametrize("payload", [b"\xff\xd8" + b"garbage" * 50, b"", b"not a jpeg"])
+def test_garbage_jpeg_raises_decode_error(detector, camera, payload):
+    frame = Frame("cam1", 1, 1, 1, 10, 10, payload)
+    with pytest.raises(FrameDecodeError, match="undecodable JPEG"):
         FrameProcessor(camera, detector).process(frame)
 
 
@@ -28,3 +37,10 @@ def test_camera_filters_apply(detector, camera):
     only_people = camera.model_copy(update={"detection": camera.detection.model_copy(update={"labels": ["person"]})})
     assert FrameProcessor(only_people, detector).process(make_frame(image)).detections == []
     assert "cup" in {d.label for d in FrameProcessor(camera, detector).process(make_frame(image)).detections}
+
+
+def test_overlay_follows_the_camera_setting(detector, camera):
+    image = np.full((240, 320, 3), 230, np.uint8)
+    with_overlay = FrameProcessor(camera, detector).annotate(image, [], fps=5.0, ts_ns=0)
+    plain = FrameProcessor(camera.model_copy(update={"overlay": False}), detector).annotate(image, [])
+    assert np.any(with_overlay[:20, :100] != 230) and np.array_equal(plain, image)
