@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -96,28 +97,51 @@ def test_two_workers_split_the_frames_without_loss_or_duplicates(write_config, r
             proc.wait(timeout=30)
 
 
-def test_sigkilled_worker_frames_are_reclaimed(write_config, redis_url, redis_client, sample_images):
+def consumer_name(proc) -> str:
+    return f"{socket.gethostname()}-{proc.pid}"
+
+
+def stop_holding_a_frame(proc, client, stream, attempts=400):
+    """SIGSTOP `proc` at a moment it holds an unacknowledged frame; returns that entry's id."""
+    for _ in range(attempts):
+        proc.send_signal(signal.SIGSTOP)
+        held = client.xpending_range(stream, WORKER_GROUP, "-", "+", 10, consumername=consumer_name(proc))
+        if held:
+            return held[0]["message_id"]
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the worker never held a frame")
+
+
+def test_sigkilled_worker_frames_are_reclaimed_by_the_other(write_config, redis_url, redis_client,
+                                                             sample_images):
     path = write_config([{"id": "cam1", "source": "pattern", "mode": "backlog"}], redis_url=redis_url,
                         worker={"claim_idle_ms": 1000, "dead_consumer_after": 2})
-    victim = start_worker_process(path)
+    victim, survivor = start_worker_process(path), start_worker_process(path)
+    stream = KEYS.frames("cam1")
     try:
-        assert wait_until(lambda: len(live_members(redis_client, KEYS, "worker")) == 1, 120)
-        publish(redis_client, [make_frame(sample_images[i], seq=i) for i in range(30)])
+        assert wait_until(lambda: len(live_members(redis_client, KEYS, "worker")) == 2, 120)
+        publish(redis_client, [make_frame(sample_images[i % 40], seq=i) for i in range(40)])
         assert wait_until(lambda: redis_client.xlen(KEYS.annotated("cam1")) >= 3, 120)
-        victim.send_signal(signal.SIGKILL)
+        held = stop_holding_a_frame(victim, redis_client, stream)
+        victim.send_signal(signal.SIGKILL)  # dies mid-frame, the frame unacknowledged
         victim.wait(timeout=10)
-        # A consumer that read frames and died before acking them, as a crash mid-batch leaves it.
-        redis_client.xreadgroup(WORKER_GROUP, "ghost", {KEYS.frames("cam1"): ">"}, count=5)
-        assert redis_client.xpending(KEYS.frames("cam1"), WORKER_GROUP)["pending"] >= 5
-        with InProcessWorker(load_config(path, env={})):
-            assert wait_until(lambda: len({f.seq for f in annotated(redis_client, "cam1")}) == 30, 180)
-            assert wait_until(lambda: pending(redis_client, "cam1") == 0, 30)
-            consumers = lambda: {c["name"] for c in redis_client.xinfo_consumers(KEYS.frames("cam1"), WORKER_GROUP)}  # noqa: E731
-            assert wait_until(lambda: b"ghost" not in consumers() and "ghost" not in consumers(), 30)
-        assert sorted({f.seq for f in annotated(redis_client, "cam1")}) == list(range(30))
+        held_seq = envelope.decode(redis_client.xrange(stream, held, held)[0][1][FRAME_FIELD]).seq
+        assert wait_until(lambda: redis_client.xlen(KEYS.annotated("cam1")) >= 40, 180)
+        assert wait_until(lambda: pending(redis_client, "cam1") == 0, 30)
+        done = annotated(redis_client, "cam1")
+        assert sorted(f.seq for f in done) == list(range(40))  # none lost, none twice
+        assert [f.meta["worker"] for f in done if f.seq == held_seq] == [consumer_name(survivor)]
+        consumers = lambda: {c["name"] for c in redis_client.xinfo_consumers(stream, WORKER_GROUP)}  # noqa: E731
+        assert wait_until(lambda: consumer_name(victim).encode() not in consumers(), 30)  # dead one removed
+        assert consumer_name(survivor).encode() in consumers()
     finally:
-        if victim.poll() is None:
-            victim.kill()
+        for proc in (victim, survivor):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        for proc in (victim, survivor):
+            proc.wait(timeout=30)
 
 
 def test_stale_frames_are_skipped_and_counted_in_live_mode(write_config, redis_url, redis_client, sample_images):
