@@ -40,6 +40,8 @@ def test_model_metadata(detector):
 def test_detector_is_loaded_once_per_process(detector):
     assert create_detector(DetectionConfig()) is detector
     assert create_detector(DetectionConfig(min_score=0.9)) is detector  # filters do not reload the model
+    assert create_detector(DetectionConfig(labels_path=str(assets.labels_path()))) is detector  # same files
+    assert create_detector(DetectionConfig(threads=1)) is not detector  # a different interpreter set-up
 
 
 def test_the_bundled_model_sees_the_pedestrians_of_the_sample_clip(detector, sample_images):

@@ -16,7 +16,7 @@ from common.errors import AssetError, FramecastError
 from worker.detectors.base import Detector, ModelInfo
 from worker.labels import LabelMapError, load_labels
 
-__all__ = ["Detector", "ModelInfo", "ModelError", "create_detector", "filter_detections"]
+__all__ = ["Detector", "ModelInfo", "ModelError", "create_detector", "filter_detections", "label_offset"]
 
 log = logging.getLogger("framecast.worker")
 _cache: dict[tuple, Detector] = {}
