@@ -120,7 +120,10 @@ class Worker:
         live stream's backlog is read as one batch and a backlog stream's frames one at a time."""
         if not self._busy:
             count = 1 if self._backlog else LIVE_BATCH
-            return self._xread(list(self.by_stream), count, self.cfg.block_ms)
+            # Wake up for the next periodic chore (heartbeat, reclaim) even when no frame arrives.
+            until_due = min(self._due.values(), default=0.0) - time.monotonic()
+            block = max(10, min(self.cfg.block_ms, int(until_due * 1000)))
+            return self._xread(list(self.by_stream), count, block)
         batches = []
         if self._live:
             batches += self._xread(self._live, LIVE_BATCH, None)

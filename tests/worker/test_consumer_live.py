@@ -61,8 +61,9 @@ def test_one_worker_serves_a_live_and_a_backlog_camera(write_config, redis_url, 
             publish(redis_client, [make_frame(sample_images[seq], cam="cam1", seq=seq)])
             assert wait_until(lambda s=seq: s in [f.seq for f in annotated(redis_client, "cam1")], 60)
         assert wait_until(lambda: redis_client.xlen(KEYS.annotated("cam2")) == 8, 60)
-        time.sleep(1.0)  # a heartbeat after the frames: fps and last_frame_ts are set
-        [info] = live_members(redis_client, KEYS, "worker")
+        heartbeats = lambda: live_members(redis_client, KEYS, "worker")  # noqa: E731
+        assert wait_until(lambda: heartbeats()[0]["last_frame_ts"] > 0 and heartbeats()[0]["processed"] == 11, 10)
+        [info] = heartbeats()
         assert wait_until(lambda: sample("framecast_worker_group_lag", "cam2") == 0.0 and
                           sample("framecast_worker_group_pending", "cam2") == 0.0, 10)
     assert [f.seq for f in annotated(redis_client, "cam1")] == [3, 4, 5]
