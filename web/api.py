@@ -121,7 +121,7 @@ def detections(cam: str):
             newest = st.client.xrevrange(key, count=1)
             last_id = newest[0][0] if newest else b"0-0"
         yield b"\n"  # the stream is open; blank lines are keep-alives and carry no record
-        while True:
+        while not st.stopping.is_set():
             reply = st.client.xread({key: last_id}, count=PAGE, block=FOLLOW_BLOCK_MS)
             if not reply:
                 yield b"\n"

@@ -27,6 +27,14 @@ class WebState:
     rates: dict = field(default_factory=dict)  # camera -> (time, counters, computed rates)
     rates_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def shutdown(self) -> None:
+        """End every stream (MJPEG viewers, followed detections) so the process can exit promptly.
+
+        Invoked by the gunicorn worker on SIGTERM, and by tests."""
+        self.stopping.set()
+        self.broadcaster.close()
 
 
 def state() -> WebState:

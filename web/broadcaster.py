@@ -218,12 +218,17 @@ class Broadcaster:
         self.linger = linger
         self._lock = threading.Lock()
         self._feeds: dict[tuple[str, bool], CameraFeed] = {}
+        self._closed = False
         self.readers_started = 0
 
     def subscribe(self, cam: str, raw: bool = False) -> Mailbox:
         """A new viewer's mailbox; starts the camera's reader if it is not running."""
         mailbox = Mailbox(cam)
+        metrics.VIEWERS.labels(camera=cam).inc()  # unsubscribe, which every viewer reaches, decrements
         with self._lock:
+            if self._closed:  # shutting down: the viewer's response ends at once
+                mailbox.close()
+                return mailbox
             feed = self._feeds.get((cam, raw))
             if feed is None:
                 feed = CameraFeed(self.client, self.keys, cam, raw, self.no_signal_after, self.linger,
@@ -232,7 +237,6 @@ class Broadcaster:
                 self.readers_started += 1
                 feed.thread.start()
             feed.add(mailbox)
-        metrics.VIEWERS.labels(camera=cam).inc()
         return mailbox
 
     def unsubscribe(self, mailbox: Mailbox, raw: bool = False) -> None:
@@ -256,6 +260,7 @@ class Broadcaster:
     def close(self) -> None:
         """Stop every reader and release every viewer (process shutdown, tests)."""
         with self._lock:
+            self._closed = True
             feeds = list(self._feeds.values())
             self._feeds.clear()
         for feed in feeds:

@@ -22,35 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_gunicorn(settings, workers: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):
-        def load_config(self):
-            options = {
-                "bind": f"{settings.web.host}:{settings.web.port}",
-                "workers": workers,
-                "worker_class": "gevent",
-                "worker_connections": 2000,
-                "timeout": 0,            # never kill a worker for a long-lived MJPEG response
-                "graceful_timeout": 10,
-                "keepalive": 5,
-                "accesslog": None,
-                "loglevel": "warning",
-                "proc_name": "framecast-web",
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self):
-            # Runs in each worker after gevent has patched it, so the app's locks and sockets cooperate.
-            from web.app import create_app
-
-            return create_app(settings)
-
-    Server().run()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(args, extra={"web.host": args.host, "web.port": args.port})
@@ -62,5 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
         create_app(settings).run(settings.web.host, settings.web.port, threaded=True)
     else:
-        _serve_gunicorn(settings, max(1, args.workers))
+        from web.serving import WebServer
+
+        WebServer(settings, max(1, args.workers)).run()
     return 0

@@ -27,10 +27,13 @@ def video_feed(cam: str) -> Response:
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     if sock is not None:
         sock.settimeout(st.settings.web.write_timeout)
-    mailbox = st.broadcaster.subscribe(cam, raw=raw)
 
     def generate():
-        """Runs on the viewer's own thread/greenlet: send whatever its mailbox holds, newest first."""
+        """Runs on the viewer's own thread/greenlet: send whatever its mailbox holds, newest first.
+
+        It subscribes when the server starts sending, not before: a client gone before then never
+        starts the generator, and an unstarted generator's `finally` would never unsubscribe it."""
+        mailbox = st.broadcaster.subscribe(cam, raw=raw)
         try:
             yield mjpeg.OPENING
             while not mailbox.closed:

@@ -160,8 +160,9 @@ def get(port: int, path: str, timeout: float = 10.0, headers=None) -> http.clien
 class WebProcess:
     """`framecast web` as a subprocess on a free port: gunicorn + gevent as in production, or --dev."""
 
-    def __init__(self, config_path, *args: str):
-        self.port = free_port()
+    def __init__(self, config_path, *args: str, port: int | None = None):
+        self.config_path, self.args = config_path, args
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "framecast", "web", "--config", str(config_path), "--host", "127.0.0.1",
@@ -179,6 +180,11 @@ class WebProcess:
 
     def get(self, path, timeout=10.0, headers=None):
         return get(self.port, path, timeout, headers)
+
+    def restart(self) -> None:
+        """Stop the process and start a new one on the same port (what a deploy does)."""
+        self.stop()
+        self.__init__(self.config_path, *self.args, port=self.port)
 
     def stop(self) -> str:
         """Stop the process (SIGTERM) and return what it printed."""

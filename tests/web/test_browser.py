@@ -51,6 +51,8 @@ def test_dashboard_shows_moving_video(web_process, redis_client):
     with FakeCluster(redis_client, "cam1", fps=15), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1000, "height": 700})
+        js_errors = []
+        page.on("pageerror", lambda exc: js_errors.append(str(exc)))
         page.goto(server.url + "/")
         tile = page.locator('.tile[data-camera="cam1"] img')
         page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0", timeout=20000)
@@ -64,7 +66,23 @@ def test_dashboard_shows_moving_video(web_process, redis_client):
         page.locator('.tile[data-camera="cam1"]').click()  # enlarge: the zoomed view plays the MJPEG feed
         page.wait_for_function("document.querySelector('#zoom img').naturalWidth > 0", timeout=20000)
         assert page.locator("#zoom").is_visible()
+        assert tile.get_attribute("src") is None  # the tile's feed pauses: one connection per camera
+        page.keyboard.press("Escape")
+        page.wait_for_function("document.querySelector('.tile img').getAttribute('src')", timeout=10000)
+        assert not page.locator("#zoom").is_visible()
+        # The web server restarts under the page: the tile's watchdog reconnects and the video moves again.
+        server.restart()
+        deadline = time.monotonic() + 40
+        moving_again = False
+        while not moving_again and time.monotonic() < deadline:
+            before = tile.screenshot()
+            time.sleep(1.0)
+            moving_again = before != tile.screenshot() and tile.evaluate("img => img.naturalWidth > 0")
+        debug = tile.evaluate("img => JSON.stringify({src: img.src, ds: img.dataset, w: img.naturalWidth, c: img.complete})")
+        debug += page.locator("#summary").inner_text()
         browser.close()
+    assert moving_again, "the tile did not recover after the web server restarted: " + debug
+    assert js_errors == []
     assert first != second, "the camera tile did not change in a second: the video is not moving"
     assert "fps" in stats and "workers 1" in stats and status == "live"
     a = np.asarray(Image.open(io.BytesIO(first)).convert("L"), dtype=np.int16)

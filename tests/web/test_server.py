@@ -56,3 +56,16 @@ def test_token_never_reaches_the_logs(web_process, redis_client):
     assert server.get("/snapshot/cam1.jpg?token=wrong").status == 401
     output = server.stop()
     assert "web starting" in output and token not in output
+
+
+def test_sigterm_ends_open_streams_instead_of_waiting_them_out(web_process, redis_client):
+    server = web_process()
+    with Publisher(redis_client, "cam1", fps=20):
+        viewer = server.get("/video_feed/cam1", timeout=30)
+        follower = server.get("/api/cameras/cam1/detections?follow=1", timeout=30)
+        assert len(read_parts(viewer, 2)) == 2 and follower.status == 200
+        output = server.stop()
+        assert viewer.read() is not None  # the stream ends cleanly (terminating chunk), not by a kill
+        follower.read()
+    assert server.proc.returncode == 0, output
+    assert "graceful timeout" not in output.lower(), output

@@ -4,7 +4,7 @@
   const token = document.body.dataset.token || "";
   const MJPEG_TILES = 4;            // browsers allow ~6 connections per host: the rest use snapshots
   const SNAPSHOT_MS = 1000;
-  const WATCHDOG_MS = 3000;         // a feed whose picture has not changed for 3 checks is reloaded
+  const WATCHDOG_MS = 2000;         // a live feed whose picture has not changed for 3 checks is reloaded
   const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
   const headers = token ? { Authorization: "Bearer " + token } : {};
   const tiles = Array.from(document.querySelectorAll(".tile"));
@@ -14,7 +14,8 @@
   function snapshotUrl(cam) { return withToken("/snapshot/" + encodeURIComponent(cam) + ".jpg?t=" + Date.now()); }
 
   function startFeed(img, cam) {
-    img.onerror = () => setTimeout(() => startFeed(img, cam), 2000);  // reconnect after an error
+    clearTimeout(img.retry);          // one pending reconnect per image, whoever asked for it
+    img.onerror = () => { img.retry = setTimeout(() => startFeed(img, cam), 2000); };
     img.src = feedUrl(cam);
     img.dataset.sig = "";
     img.dataset.still = "0";
@@ -42,10 +43,14 @@
   }
 
   function watchdog() {
-    tiles.forEach((tile) => {
-      const img = tile.querySelector("img");
-      const cam = tile.dataset.camera;
-      if (img.dataset.mode !== "mjpeg" || !img.complete && !img.naturalWidth) return;
+    const feeds = tiles.map((tile) => [tile.querySelector("img"), tile.dataset.camera]);
+    if (!zoom.hidden) feeds.push([zoomImg, zoomImg.dataset.camera]);
+    feeds.forEach(([img, cam]) => {
+      if (img.dataset.mode !== "mjpeg" || !img.getAttribute("src")) return;
+      // A stream that breaks after its first frame leaves a broken image and fires no error event
+      // (Chrome): reload it, and the error handler takes over while the server is away.
+      if (img.complete && img.naturalWidth === 0) { startFeed(img, cam); return; }
+      if (!img.naturalWidth) return;  // still connecting
       const sig = signature(img);
       if (sig && sig === img.dataset.sig && live[cam] === "live") {
         img.dataset.still = String(Number(img.dataset.still || 0) + 1);
@@ -88,12 +93,23 @@
 
   const zoom = document.getElementById("zoom");
   const zoomImg = zoom.querySelector("img");
-  function openZoom(cam) {
+  let paused = null;                // the tile whose feed the enlarged view replaces (one connection, not two)
+  function stopFeed(img) { clearTimeout(img.retry); img.onerror = null; img.removeAttribute("src"); }
+  function openZoom(tile) {
+    const img = tile.querySelector("img");
+    if (img.dataset.mode === "mjpeg") { stopFeed(img); paused = tile; }
     zoom.hidden = false;
     zoomImg.dataset.mode = "mjpeg";
-    startFeed(zoomImg, cam);
+    zoomImg.dataset.camera = tile.dataset.camera;
+    zoomImg.alt = img.alt;
+    startFeed(zoomImg, tile.dataset.camera);
   }
-  function closeZoom() { zoom.hidden = true; zoomImg.onerror = null; zoomImg.removeAttribute("src"); }
+  function closeZoom() {
+    if (zoom.hidden) return;
+    zoom.hidden = true;
+    stopFeed(zoomImg);
+    if (paused) { startFeed(paused.querySelector("img"), paused.dataset.camera); paused = null; }
+  }
   zoom.addEventListener("click", closeZoom);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeZoom(); });
 
@@ -102,7 +118,7 @@
     const cam = tile.dataset.camera;
     if (index < MJPEG_TILES) { img.dataset.mode = "mjpeg"; startFeed(img, cam); }
     else { img.dataset.mode = "snapshot"; startSnapshots(img, cam); }
-    tile.addEventListener("click", () => openZoom(cam));
+    tile.addEventListener("click", () => openZoom(tile));
   });
   refreshStats();
   setInterval(refreshStats, 2000);

@@ -1,0 +1,58 @@
+"""Serving the app for production: gunicorn with gevent workers and no worker timeout.
+
+gunicorn's default sync workers kill a streaming response after `timeout` seconds (gunicorn #2537),
+so every worker here is a gevent worker with `timeout = 0`. gunicorn's gevent worker monkey-patches
+the process before it loads the app, so the broadcaster's threads, locks and Redis sockets all
+become cooperative greenlets.
+"""
+
+from __future__ import annotations
+
+import gevent
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.ggevent import GeventWorker
+
+from common.config import Settings
+
+
+class StreamingGeventWorker(GeventWorker):
+    """A gevent worker that ends its never-ending responses (MJPEG, followed NDJSON) on SIGTERM, so a
+    restart does not wait out the graceful timeout on streams that would never finish."""
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        app = getattr(self, "wsgi", None)
+        web_state = getattr(app, "extensions", {}).get("framecast")
+        if web_state is not None:
+            gevent.spawn(web_state.shutdown)  # out of the signal handler: shutdown joins greenlets
+
+
+class WebServer(BaseApplication):
+    """gunicorn, configured programmatically from Settings (no gunicorn config file is read)."""
+
+    def __init__(self, settings: Settings, workers: int):
+        self.settings = settings
+        self.workers = workers
+        super().__init__()
+
+    def load_config(self):
+        options = {
+            "bind": f"{self.settings.web.host}:{self.settings.web.port}",
+            "workers": self.workers,
+            "worker_class": f"{__name__}.StreamingGeventWorker",
+            "worker_connections": 2000,
+            "timeout": 0,            # never kill a worker for a long-lived MJPEG response
+            "graceful_timeout": 10,  # for ordinary requests; streams end at once on SIGTERM
+            "keepalive": 5,
+            "accesslog": None,       # URLs may carry ?token=
+            "loglevel": "warning",
+            "proc_name": "framecast-web",
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        """Runs in each worker after gevent has patched it, so the app's locks and sockets cooperate."""
+        from web.app import create_app
+
+        return create_app(self.settings)
