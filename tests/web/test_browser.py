@@ -1,8 +1,10 @@
 """The dashboard in a real browser: Debian's headless chromium, driven by Playwright."""
 
 import io
+import re
 import threading
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -39,30 +41,54 @@ class FakeCluster(Publisher):
 
     def _beat(self):
         while not self.stop.is_set():
-            heartbeat(self.client, KEYS, "worker", "worker-1", {"cameras": [self.cam], "host": "test"}, ttl=5)
+            heartbeat(self.client, KEYS, "worker", f"worker-{self.cam}", {"cameras": [self.cam], "host": "test"},
+                      ttl=5)
             self.stop.wait(1.0)
+
+
+def _viewers(server) -> dict[str, int]:
+    text = server.get("/metrics").read().decode()
+    found = re.findall(r'^framecast_web_viewers\{camera="([^"]+)"\} ([0-9.]+)$', text, re.M)
+    return {cam: int(float(n)) for cam, n in found if float(n)}
 
 
 def test_dashboard_shows_moving_video(web_process, redis_client):
     from playwright.sync_api import sync_playwright
 
-    server = web_process()
+    # Six cameras: four MJPEG tiles, two refreshed snapshots (browsers allow ~6 connections per host);
+    # cam6 publishes nothing.
+    cameras = [{"id": "cam1", "name": "Front door", "source": "pattern"}] + [
+        {"id": f"cam{i}", "source": "pattern"} for i in range(2, 7)]
+    server = web_process(cameras=cameras)
     ARTIFACTS.mkdir(exist_ok=True)
-    with FakeCluster(redis_client, "cam1", fps=15), sync_playwright() as pw:
+    others = [FakeCluster(redis_client, f"cam{i}", fps=5) for i in range(2, 6)]
+    with FakeCluster(redis_client, "cam1", fps=15), ExitStack() as stack, sync_playwright() as pw:
+        for publisher in others:
+            stack.enter_context(publisher)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         js_errors = []
         page.on("pageerror", lambda exc: js_errors.append(str(exc)))
         page.goto(server.url + "/")
         tile = page.locator('.tile[data-camera="cam1"] img')
         page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0", timeout=20000)
-        page.wait_for_function("/in \\d/.test(document.querySelector('.stats').textContent)", timeout=20000)
+        page.wait_for_function("/in [1-9]/.test(document.querySelector('.stats').textContent)", timeout=20000)
         first = tile.screenshot()
         time.sleep(1.0)
         second = tile.screenshot()
-        page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
-        stats = page.locator(".tile .stats").inner_text()
-        status = page.locator(".tile .status").inner_text()
+        snapshot_tile = page.locator('.tile[data-camera="cam5"] img')
+        assert snapshot_tile.get_attribute("data-mode") == "snapshot"
+        page.wait_for_function("document.querySelector('.tile[data-camera=cam5] img').naturalWidth > 0",
+                               timeout=20000)
+        page.wait_for_function("document.querySelector('.tile[data-camera=cam6]').classList.contains('offline')",
+                               timeout=20000)
+        snapshot_src = snapshot_tile.get_attribute("src")
+        page.wait_for_function(f"document.querySelector('.tile[data-camera=cam5] img').src !== '{snapshot_src}'",
+                               timeout=20000)  # the snapshot tile refreshes
+        viewers = _viewers(server)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        stats = page.locator('.tile[data-camera="cam1"] .stats').inner_text()
+        status = page.locator('.tile[data-camera="cam1"] .status').inner_text()
         page.locator('.tile[data-camera="cam1"]').click()  # enlarge: the zoomed view plays the MJPEG feed
         page.wait_for_function("document.querySelector('#zoom img').naturalWidth > 0", timeout=20000)
         assert page.locator("#zoom").is_visible()
@@ -83,6 +109,7 @@ def test_dashboard_shows_moving_video(web_process, redis_client):
         browser.close()
     assert moving_again, "the tile did not recover after the web server restarted: " + debug
     assert js_errors == []
+    assert viewers == {"cam1": 1, "cam2": 1, "cam3": 1, "cam4": 1}  # four MJPEG connections, no more
     assert first != second, "the camera tile did not change in a second: the video is not moving"
     assert "fps" in stats and "workers 1" in stats and status == "live"
     a = np.asarray(Image.open(io.BytesIO(first)).convert("L"), dtype=np.int16)

@@ -21,10 +21,24 @@
     img.dataset.still = "0";
   }
 
+  // Snapshot tiles fetch the next picture before showing it, so a missing frame (503) leaves the last
+  // picture under a "no signal" veil instead of a broken image.
   function startSnapshots(img, cam) {
-    const next = () => { img.src = snapshotUrl(cam); };
-    img.onload = () => setTimeout(next, SNAPSHOT_MS);
-    img.onerror = () => setTimeout(next, SNAPSHOT_MS * 2);
+    const tile = img.closest(".tile");
+    async function next() {
+      let ok = false;
+      try {
+        const response = await fetch(snapshotUrl(cam), { headers, cache: "no-store" });
+        if (response.ok) {
+          const old = img.src;
+          img.src = URL.createObjectURL(await response.blob());
+          if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+          ok = true;
+        }
+      } catch (e) { ok = false; }
+      tile.classList.toggle("offline", !ok);
+      setTimeout(next, ok ? SNAPSHOT_MS : SNAPSHOT_MS * 2);
+    }
     next();
   }
 
