@@ -9,6 +9,7 @@ from common.keys import DETECTIONS_FIELD
 from common.registry import heartbeat
 from common.stats import StatsWriter
 from tests.web.conftest import KEYS, Publisher, publish
+from web.api import PAGE
 from web.app import create_app
 
 
@@ -20,12 +21,24 @@ def client_for(web_config, redis_client):
     return _make
 
 
+def _calls(redis_client) -> dict[str, int]:
+    """Calls per Redis command so far (INFO commandstats), without the INFO calls themselves."""
+    stats = redis_client.info("commandstats")
+    return {name[len("cmdstat_"):]: v["calls"] for name, v in stats.items() if name != "cmdstat_info"}
+
+
+def _diff(after: dict, before: dict) -> dict:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+
+
 def test_snapshot_fresh_then_stale_and_missing(client_for, redis_client):
     client = client_for(stale_after=1.0)
     response = client.get("/snapshot/cam1.jpg")
     assert response.status_code == 503 and response.json["error"] == "no frame"
     publish(redis_client, "cam1", 7)
+    before = _calls(redis_client)
     response = client.get("/snapshot/cam1.jpg")
+    assert _diff(_calls(redis_client), before) == {"xrevrange": 1}  # one Redis read per snapshot
     assert response.status_code == 200 and response.mimetype == "image/jpeg"
     assert response.data[:2] == b"\xff\xd8"
     assert response.headers["X-Frame-Seq"] == "7" and float(response.headers["X-Frame-Age-Ms"]) < 1000
@@ -84,6 +97,7 @@ def _fill_detections(redis_client, count, pad=1000):
 def test_detection_history_streams_with_flat_memory(client_for, redis_client):
     _fill_detections(redis_client, 20_000)
     client = client_for()
+    before = _calls(redis_client)
     tracemalloc.start()
     response = client.get("/api/cameras/cam1/detections", buffered=False)
     assert response.mimetype == "application/x-ndjson"
@@ -96,6 +110,7 @@ def test_detection_history_streams_with_flat_memory(client_for, redis_client):
     response.close()
     assert lines == 20_000 and size > 20_000_000
     assert peak < size / 4  # paged from Redis: far less than the ~21 MB response is ever held
+    assert _diff(_calls(redis_client), before)["xrange"] == 20_000 // PAGE + 1  # pages, not one 21 MB reply
 
 
 def test_detection_history_since_and_limit(client_for, redis_client):
