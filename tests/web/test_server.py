@@ -69,3 +69,20 @@ def test_sigterm_ends_open_streams_instead_of_waiting_them_out(web_process, redi
         follower.read()
     assert server.proc.returncode == 0, output
     assert "graceful timeout" not in output.lower(), output
+
+
+def test_gunicorn_drops_a_viewer_that_stops_reading(web_process, redis_client):
+    server = web_process(web={"write_timeout": 1.0})
+    with Publisher(redis_client, "cam1", fps=30, noisy=True):
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"GET /video_feed/cam1 HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        seen, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen.append(_metric(server, 'framecast_web_viewers{camera="cam1"}'))
+            if seen[-1] == 0 and 1 in seen:
+                break
+            time.sleep(0.2)
+        stalled.close()
+    assert 1 in seen and seen[-1] == 0, seen  # connected, then dropped once a write stalled
