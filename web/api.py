@@ -16,7 +16,8 @@ from web.health import last_entry_age_s
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
 MAX_LIMIT = 1_000_000
-FOLLOW_BLOCK_MS = 5000  # below the client's socket timeout; a blank line goes out after each
+FOLLOW_BLOCK_MS = 1000  # short, so a follower notices shutdown promptly
+KEEPALIVE_S = 5.0  # an idle follower gets a blank line this often (proxies close silent connections)
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
 
@@ -121,11 +122,15 @@ def detections(cam: str):
             newest = st.client.xrevrange(key, count=1)
             last_id = newest[0][0] if newest else b"0-0"
         yield b"\n"  # the stream is open; blank lines are keep-alives and carry no record
+        quiet_since = time.monotonic()
         while not st.stopping.is_set():
             reply = st.client.xread({key: last_id}, count=PAGE, block=FOLLOW_BLOCK_MS)
             if not reply:
-                yield b"\n"
+                if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                    quiet_since = time.monotonic()
+                    yield b"\n"
                 continue
+            quiet_since = time.monotonic()
             for _stream, entries in reply:
                 for entry_id, fields in entries:
                     yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))

@@ -92,7 +92,7 @@ class CameraFeed:
             last = self._last_part if time.monotonic() - self._last_frame_at < self.no_signal_after else None
         if last is not None:
             mailbox.put(last)  # a new viewer sees the current picture at once
-        elif self._last_frame_at and self._no_signal is not None:
+        elif self._no_signal is not None:
             mailbox.put(self._no_signal)
 
     def remove(self, mailbox: Mailbox) -> None:

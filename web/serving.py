@@ -26,6 +26,13 @@ class StreamingGeventWorker(GeventWorker):
         if web_state is not None:
             gevent.spawn(web_state.shutdown)  # out of the signal handler: shutdown joins greenlets
 
+    def handle_request(self, listener_name, req, sock, addr):
+        super().handle_request(listener_name, req, sock, addr)
+        if not self.alive:
+            # Shutting down: close the connection now rather than wait `keepalive` seconds for a next
+            # request (gunicorn decided on keep-alive before the stream began).
+            raise StopIteration
+
 
 class WebServer(BaseApplication):
     """gunicorn, configured programmatically from Settings (no gunicorn config file is read)."""
