@@ -1,4 +1,7 @@
-"""`framecast worker [--camera ID ...]`: detect objects in every configured camera (or those named)."""
+"""`framecast worker [--camera ID ...]`: detect objects in every configured camera (or those named).
+
+A thin CLI over `worker.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         fail(exc)
     start_metrics(settings)
-    log.info("worker started", extra={"worker": worker.name, "cameras": [c.id for c in cameras],
+    log.info("worker started", extra={"worker": worker.name, "cameras": {c.id: c.mode for c in cameras},
                                       "redis": settings.redis_url_display})
-    worker.run()
+    try:
+        worker.run()  # returns on SIGTERM/SIGINT after acking the frames in hand and deregistering
+    finally:
+        client.close()
     return 0
