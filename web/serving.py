@@ -27,7 +27,15 @@ class StreamingGeventWorker(GeventWorker):
             gevent.spawn(web_state.shutdown)  # out of the signal handler: shutdown joins greenlets
 
     def handle_request(self, listener_name, req, sock, addr):
-        super().handle_request(listener_name, req, sock, addr)
+        try:
+            super().handle_request(listener_name, req, sock, addr)
+        except TimeoutError:
+            # web.write_timeout expired on a viewer that stopped reading (web.video sets it): an
+            # expected way for a stream to end, so one line instead of gunicorn's "Socket error"
+            # traceback. StopIteration makes gunicorn close the connection; the response iterator
+            # was closed already, which unsubscribed the viewer.
+            self.log.warning("dropped a client that stopped reading: %s %s", req.method, req.path)
+            raise StopIteration from None
         if not self.alive:
             # Shutting down: close the connection now rather than wait `keepalive` seconds for a next
             # request (gunicorn decided on keep-alive before the stream began).

@@ -86,3 +86,6 @@ def test_gunicorn_drops_a_viewer_that_stops_reading(web_process, redis_client):
             time.sleep(0.2)
         stalled.close()
     assert 1 in seen and seen[-1] == 0, seen  # connected, then dropped once a write stalled
+    output = server.stop()
+    assert "dropped a client that stopped reading: GET /video_feed/cam1" in output, output
+    assert "Traceback" not in output and "Socket error" not in output, output
