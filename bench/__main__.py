@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for suite in chosen:
             if suite == "workers":
-                results = workers.run(work / "workers", repeats, 60 if args.quick else 200)
+                results = workers.run(work / "workers", repeats, 60 if args.quick else 400)
             elif suite == "latency":
                 results = latency.run(work / "latency", 10 if args.quick else 30, 20 if args.quick else 60)
             elif suite == "fanout":

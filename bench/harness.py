@@ -37,9 +37,19 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
-def median_of(repeats: int, run: Callable[[], float]) -> tuple[float, list[float]]:
-    values = [run() for _ in range(repeats)]
-    return statistics.median(values), values
+def interleaved(repeats: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Each repeat runs every design once, one after the other, so that a noisy neighbour or a
+    throttled core hits the designs of one repeat alike; compare them with `median_ratio`."""
+    values: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            values[name].append(run())
+    return values
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the per-repeat ratios (designs measured side by side in the same repeat)."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -125,4 +135,4 @@ class Cluster:
         self.redis.cleanup()
 
 
-__all__ = ["Cluster", "free_port", "machine", "median_of", "percentile", "sample_frames", "REPO", "FRAMECAST"]
+__all__ = ["Cluster", "free_port", "interleaved", "machine", "median_ratio", "percentile", "sample_frames", "REPO", "FRAMECAST"]

@@ -3,6 +3,7 @@ same clip (read, detect, annotate, write). All three run as fresh processes, tim
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from bench.harness import FRAMECAST, REPO, median_of
+from bench.harness import FRAMECAST, REPO, interleaved, median_ratio
 from common import assets
 
 
@@ -69,13 +70,16 @@ def run(workdir: Path, repeats: int, frames: int) -> list[dict]:
     out = str(workdir / "out.mp4")
     loop_cmd = [sys.executable, "-c", f"from bench.offline import single_process_loop; "
                                       f"single_process_loop({clip!r}, {out!r})"]
-    loop_s, loop_all = median_of(repeats, lambda: _timed(loop_cmd))
-    one_s, one_all = median_of(repeats, lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--workers", "1"]))
-    two_s, two_all = median_of(repeats, lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--workers", "2"]))
+    secs = interleaved(repeats, {
+        "loop": lambda: _timed(loop_cmd),
+        "workers_1": lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--workers", "1"]),
+        "workers_2": lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--workers", "2"]),
+    })
+    loop_s, one_s, two_s = (statistics.median(secs[k]) for k in ("loop", "workers_1", "workers_2"))
     return [{
         "name": "offline processing (sample clip cut, end to end incl. model load)", "unit": "frames/s",
         "figures": {"single_process_loop": frames / loop_s, "process_workers_1": frames / one_s,
-                    "process_workers_2": frames / two_s, "workers_2_vs_loop": loop_s / two_s,
-                    "workers_1_vs_loop": loop_s / one_s},
-        "repeats_s": {"loop": loop_all, "workers_1": one_all, "workers_2": two_all}, "frames": frames,
+                    "process_workers_2": frames / two_s, "workers_2_vs_loop": median_ratio(secs["loop"], secs["workers_2"]),
+                    "workers_1_vs_loop": median_ratio(secs["loop"], secs["workers_1"])},
+        "repeats_s": secs, "frames": frames,
     }]
