@@ -58,6 +58,20 @@ class StatsWriter:
         return True
 
 
+class RateMeter:
+    """Events per second between successive readings of a growing count: what producers and workers
+    put in their heartbeats, so that every web process shows the same rates from its first request."""
+
+    def __init__(self, count: int = 0):
+        self._mark = (time.monotonic(), count)
+
+    def rate(self, count: int) -> float:
+        now = time.monotonic()
+        then, before = self._mark
+        self._mark = (now, count)
+        return max(0.0, (count - before) / (now - then)) if now > then else 0.0
+
+
 def read_stats(client: redis.Redis, keys: Keys, camera_id: str) -> dict[str, float]:
     """All counters and gauges of one camera as numbers (missing fields are absent)."""
     raw = client.hgetall(keys.stats(camera_id))

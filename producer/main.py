@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ttl = HEARTBEAT_INTERVAL * 3
     while not stop.is_set() and any(t.is_alive() for t in threads):
         try:
-            heartbeat(client, keys, "producer", me, info, ttl)
+            fps = {p.camera.id: round(p.published_fps(), 2) for p in publishers}
+            heartbeat(client, keys, "producer", me, {**info, "fps": fps}, ttl)
         except CONNECTION_ERRORS as exc:
             log.debug("heartbeat failed", extra={"error": describe_error(exc)})
         stop.wait(HEARTBEAT_INTERVAL)

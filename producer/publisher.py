@@ -19,7 +19,7 @@ from common.envelope import Frame
 from common.errors import EnvelopeError, FramecastError, SourceError
 from common.keys import FRAME_FIELD, Keys
 from common.logs import camera_logger
-from common.stats import StatsWriter
+from common.stats import RateMeter, StatsWriter
 from producer import metrics
 from producer.encoding import encode_frame
 from producer.sources import Source, open_source
@@ -74,6 +74,7 @@ class CameraPublisher:
         self.run_id = time.time_ns()
         self.seq = 0
         self.published = 0
+        self._published_rate = RateMeter()
         self._redis_backoff = Backoff(base=0.5, cap=10.0)
         self._redis_retry_at = 0.0
         self._redis_down = False
@@ -148,6 +149,10 @@ class CameraPublisher:
     def _captured(self) -> None:
         metrics.FRAMES_CAPTURED.labels(**self._labels).inc()
         self.stats.incr("captured")
+
+    def published_fps(self) -> float:
+        """Frames/s published since the previous call (the producer's heartbeats)."""
+        return self._published_rate.rate(self.published)
 
     def run(self) -> None:
         """The camera thread's body."""

@@ -21,29 +21,24 @@ KEEPALIVE_S = 5.0  # an idle follower gets a blank line this often (proxies clos
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
 
-def _rates(st: WebState, cam: str, stats: dict[str, float]) -> dict[str, float | None]:
-    """fps in/out from counter deltas between calls (at least 1 s apart), per web process."""
-    now = time.monotonic()
-    with st.rates_lock:
-        previous = st.rates.get(cam)
-        if previous is None or now - previous[0] >= 1.0:
-            rates = previous[2] if previous else {"fps_in": None, "fps_out": None}  # unknown until measured
-            if previous is not None:
-                dt = now - previous[0]
-                rates = {"fps_in": max(0.0, (stats.get("published", 0) - previous[1].get("published", 0)) / dt),
-                         "fps_out": max(0.0, (stats.get("processed", 0) - previous[1].get("processed", 0)) / dt)}
-            st.rates[cam] = (now, stats, rates)
-            return rates
-        return previous[2]
+def _fps(members: list[dict], cam: str) -> float:
+    """A camera's frames/s summed over the live producers or workers that serve it, as each measured
+    its own rate for its heartbeat: cluster-wide, and the same in every web process."""
+    total = 0.0
+    for member in members:
+        rates = member.get("fps")
+        if isinstance(rates, dict) and isinstance(rates.get(cam), int | float):
+            total += rates[cam]
+    return round(total, 2)
 
 
 def camera_summaries(st: WebState) -> list[dict]:
     """Each configured camera with its figures (for /api/cameras and the dashboard)."""
     workers = live_members(st.client, st.keys, "worker")
+    producers = live_members(st.client, st.keys, "producer")
     out = []
     for cam in st.settings.cameras:
         stats = read_stats(st.client, st.keys, cam.id)
-        rates = _rates(st, cam.id, stats)
         # What viewers see: the age of the newest annotated frame, from its stream id (no payload read).
         age_s = last_entry_age_s(st.client, st.keys.annotated(cam.id))
         status = "live" if age_s is not None and age_s < st.settings.web.stale_after else (
@@ -51,8 +46,7 @@ def camera_summaries(st: WebState) -> list[dict]:
         out.append({
             "id": cam.id, "name": cam.display_name, "source_kind": cam.source_kind, "source": cam.source_display,
             "mode": cam.mode, "status": status,
-            "fps_in": None if rates["fps_in"] is None else round(rates["fps_in"], 2),
-            "fps_out": None if rates["fps_out"] is None else round(rates["fps_out"], 2),
+            "fps_in": _fps(producers, cam.id), "fps_out": _fps(workers, cam.id),
             "latency_ms": stats.get("latency_ms"), "infer_ms": stats.get("infer_ms"),
             "last_frame_age_s": None if age_s is None else round(age_s, 3),
             "published": int(stats.get("published", 0)), "processed": int(stats.get("processed", 0)),

@@ -24,8 +24,6 @@ class WebState:
     client: redis.Redis
     keys: Keys
     broadcaster: Broadcaster
-    rates: dict = field(default_factory=dict)  # camera -> (time, counters, computed rates)
-    rates_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
     stopping: threading.Event = field(default_factory=threading.Event)
 

@@ -12,7 +12,7 @@ import redis
 from common.config import CameraConfig, Settings
 from common.keys import Keys
 from common.logs import camera_logger
-from common.stats import StatsWriter
+from common.stats import RateMeter, StatsWriter
 from worker.detectors import create_detector
 from worker.pipeline import FrameProcessor
 
@@ -37,7 +37,7 @@ class CameraState:
         self.last_frame_ts = 0.0
         self.processed = 0
         self.skipped = 0
-        self._rate_mark = (time.monotonic(), 0)
+        self._processed_rate = RateMeter()
         self._skip_mark = (time.monotonic(), 0)
 
     @property
@@ -60,10 +60,7 @@ class CameraState:
 
     def processed_fps(self) -> float:
         """Frames/s this worker published for the camera since the previous call (heartbeats)."""
-        now = time.monotonic()
-        then, count = self._rate_mark
-        self._rate_mark = (now, self.processed)
-        return (self.processed - count) / (now - then) if now > then else 0.0
+        return self._processed_rate.rate(self.processed)
 
     def skipped_since_last_report(self) -> int:
         """Stale frames skipped since the previous call; lets the loop log skipping at a bounded rate."""

@@ -84,6 +84,15 @@ def test_local_cluster_runs_the_sample_and_stops_cleanly(tmp_path):
                 labels.update(d["label"] for d in record.get("detections", []))
             time.sleep(1)
         assert labels & {"person", "car"}, f"no person/car detections; saw {labels}"
+
+        # The clip plays at 10 fps; the rates come from the producer's and workers' heartbeats.
+        camera, deadline = {}, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            camera = json.loads(_get(web_port, "/api/cameras")[1])["cameras"][0]
+            if camera["fps_in"] > 7 and camera["fps_out"] > 7:
+                break
+            time.sleep(1)
+        assert 7 < camera["fps_in"] < 13 and 7 < camera["fps_out"] < 13, camera
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -12,6 +12,7 @@ from common import envelope
 from common.config import load_config
 from common.connection import connect
 from common.keys import FRAME_FIELD, Keys
+from common.registry import live_members
 from common.stats import read_stats
 from producer.publisher import CameraPublisher, LatestFrame
 from producer.sources import Source
@@ -188,6 +189,11 @@ def test_cli_sigterm_stops_cleanly(write_config, redis_url, redis_client):
     while redis_client.xlen(Keys().frames("p1")) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(redis_client.zrange(Keys().producers, 0, -1)) == 1  # heart-beating
+    fps, deadline = 0.0, time.monotonic() + 15
+    while not 7 < fps < 13 and time.monotonic() < deadline:  # the heartbeat carries the published rate
+        time.sleep(0.5)
+        fps = next(iter(live_members(redis_client, Keys(), "producer")), {}).get("fps", {}).get("p1", 0.0)
+    assert 7 < fps < 13, fps
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
