@@ -11,7 +11,7 @@ import pytest
 from PIL import Image  # scikit-image depends on Pillow
 
 from common.registry import heartbeat
-from common.stats import StatsWriter
+from common.stats import RateMeter, StatsWriter
 from tests.conftest import REPO
 from tests.web.conftest import KEYS, Publisher
 
@@ -40,9 +40,12 @@ class FakeCluster(Publisher):
             self.stop.wait(max(0.0, 1 / self.fps - (time.monotonic() - started)))
 
     def _beat(self):
+        rate = RateMeter(self.seq)
         while not self.stop.is_set():
-            heartbeat(self.client, KEYS, "worker", f"worker-{self.cam}", {"cameras": [self.cam], "host": "test"},
-                      ttl=5)
+            fps = {self.cam: rate.rate(self.seq)}  # what the producer and the worker each measure
+            for kind in ("producer", "worker"):
+                heartbeat(self.client, KEYS, kind, f"{kind}-{self.cam}",
+                          {"cameras": [self.cam], "host": "test", "fps": fps}, ttl=5)
             self.stop.wait(1.0)
 
 
