@@ -56,6 +56,15 @@ def test_environment_variables_are_ones_framecast_reads(compose):
             assert var in known, f"{name}: {var} is not read by framecast"
 
 
+def test_producers_and_workers_serve_metrics_on_their_exposed_port(compose):
+    for name in ("producer", "worker", "worker-gpu"):
+        service = compose["services"][name]
+        env = {"FRAMECAST_METRICS_PORT": service["environment"]["FRAMECAST_METRICS_PORT"]}
+        settings = load_config(REPO / "cameras.yaml", env=env)
+        assert settings.metrics_port > 0 and str(settings.metrics_port) in service["expose"], name
+        assert "FRAMECAST_CONFIG" in service["environment"], f"{name} lost the shared environment"
+
+
 def test_redis_maxmemory_covers_the_stream_bounds(compose):
     command = compose["services"]["redis"]["command"]
     value = command[command.index("--maxmemory") + 1]
