@@ -53,7 +53,7 @@ class Layout:
 
 
 def _program(name: str, command: list[str], env: dict[str, str], logs: Path, priority: int,
-             numprocs: int = 1) -> str:
+             numprocs: int = 1, numprocs_start: int = 0) -> str:
     environment = ",".join(f'{k}="{v}"' for k, v in env.items())
     process_name = "%(program_name)s-%(process_num)d" if numprocs > 1 else "%(program_name)s"
     return f"""
@@ -61,6 +61,7 @@ def _program(name: str, command: list[str], env: dict[str, str], logs: Path, pri
 command={" ".join(shlex.quote(part) for part in command)}
 process_name={process_name}
 numprocs={numprocs}
+numprocs_start={numprocs_start}
 priority={priority}
 environment={environment}
 autostart=true
@@ -79,8 +80,13 @@ stdout_logfile_backups=2
 
 
 def render(settings: Settings, layout: Layout, *, framecast_bin: str, redis_bin: str, config_path: Path,
-           redis_port: int, web_port: int, workers: int) -> str:
-    """The supervisord.conf text. Passwords stay out of it: the local Redis has none."""
+           redis_port: int, web_port: int, workers: int, metrics_port: int = 0) -> str:
+    """The supervisord.conf text. Passwords stay out of it: the local Redis has none.
+
+    With `metrics_port` the producers serve Prometheus on it and the next ports, one per camera,
+    then the workers, one per process: supervisord numbers the worker processes from the port they
+    get (`worker-<port>`). Without it every process is told 0, whatever the config file says, so
+    processes of one machine never compete for one port."""
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = {"REDIS_URL": redis_url, "FRAMECAST_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
     parts = [f"""[supervisord]
@@ -108,10 +114,14 @@ serverurl=unix://{layout.socket}
          "--save", "", "--appendonly", "no", "--maxmemory", str(redis_maxmemory(settings)),
          "--maxmemory-policy", "noeviction", "--daemonize", "no"],
         {}, layout.logs, priority=10))
-    for cam in settings.cameras:
-        parts.append(_program(f"producer-{cam.id}", [framecast_bin, "producer", "--camera", cam.id], env,
-                              layout.logs, priority=30))
-    parts.append(_program("worker", [framecast_bin, "worker"], env, layout.logs, priority=20, numprocs=workers))
+    for i, cam in enumerate(settings.cameras):
+        port = metrics_port + i if metrics_port else 0
+        parts.append(_program(f"producer-{cam.id}", [framecast_bin, "producer", "--camera", cam.id,
+                                                     "--metrics-port", str(port)], env, layout.logs, priority=30))
+    worker_ports = metrics_port + len(settings.cameras) if metrics_port else 0
+    parts.append(_program("worker", [framecast_bin, "worker", "--metrics-port",
+                                     "%(process_num)d" if metrics_port else "0"],
+                          env, layout.logs, priority=20, numprocs=workers, numprocs_start=worker_ports))
     parts.append(_program("web", [framecast_bin, "web", "--host", "0.0.0.0", "--port", str(web_port)], env,
                           layout.logs, priority=40))
     return "".join(parts)

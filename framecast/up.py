@@ -32,11 +32,12 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_port_from(port: int) -> int:
+def _free_port_from(port: int, count: int = 1) -> int:
+    """The first port from `port` on where `count` consecutive ports are free."""
     for candidate in range(port, port + 100):
-        if _port_free(candidate):
+        if all(_port_free(candidate + i) for i in range(count)):
             return candidate
-    raise FramecastError(f"no free port in {port}-{port + 99}")
+    raise FramecastError(f"no {count} free port(s) in a row in {port}-{port + 99 + count - 1}")
 
 
 def _binary(name: str, hint: str) -> str:
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="detector worker processes (default 2)")
     parser.add_argument("--port", type=int, default=8000, help="web port (default 8000, next free if taken)")
     parser.add_argument("--redis-port", type=int, default=6390, help="private Redis port (next free if taken)")
+    parser.add_argument("--metrics-port", type=int, metavar="BASE",
+                        help="serve Prometheus from the producers and workers on BASE, BASE+1, ... "
+                             "(next free run if taken; default: metrics_port of the config, 0 = off)")
     parser.add_argument("--run-dir", default="run", help="logs, Redis data and supervisord files (default ./run)")
     parser.add_argument("--stop", action="store_true", help="stop the cluster running in --run-dir")
     return parser
@@ -123,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             "supervisord", "pip install supervisor")
         web_port = _free_port_from(args.port)
         redis_port = _free_port_from(args.redis_port)
+        metrics_base = settings.metrics_port if args.metrics_port is None else args.metrics_port
+        if metrics_base:  # one port per producer and per worker process
+            metrics_base = _free_port_from(metrics_base, len(settings.cameras) + args.workers)
     except FramecastError as exc:
         fail(exc)
     for directory in (layout.run_dir, layout.logs, layout.redis_dir):
         directory.mkdir(parents=True, exist_ok=True)
     layout.conf.write_text(render(settings, layout, framecast_bin=framecast_bin, redis_bin=redis_bin,
                                   config_path=Path(args.config).resolve(), redis_port=redis_port,
-                                  web_port=web_port, workers=args.workers))
+                                  web_port=web_port, workers=args.workers, metrics_port=metrics_base))
     proc = subprocess.Popen([supervisord, "-c", str(layout.conf)], start_new_session=True)
 
     def _forward(signum, _frame):
@@ -141,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://localhost:{web_port}/"
     print(f"framecast: starting {len(settings.cameras)} camera(s), {args.workers} worker(s), web on port "
           f"{web_port}, redis on {redis_port}; logs in {layout.logs}", flush=True)
+    if metrics_base:
+        last = metrics_base + len(settings.cameras) + args.workers - 1
+        print(f"framecast: Prometheus metrics of the producers and workers on ports {metrics_base}-{last} "
+              f"(producers first), of the web tier on {url}metrics", flush=True)
     if _wait_ready(web_port, proc, STARTUP_TIMEOUT):
         print(f"framecast: up — open {url}  (Ctrl-C or `make stop` stops everything)", flush=True)
     elif proc.poll() is None:

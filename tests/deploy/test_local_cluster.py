@@ -3,6 +3,7 @@ producer, two workers and the web tier under supervisord, then a clean stop with
 
 import http.client
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -46,12 +47,18 @@ def _read_mjpeg_parts(port, cam, parts=3, timeout=60):
     return jpegs
 
 
+def _counter(metrics_text: str, name: str) -> float:
+    found = re.search(rf'^{name}{{camera="sample"}} ([0-9.e+]+)$', metrics_text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_local_cluster_runs_the_sample_and_stops_cleanly(tmp_path):
-    web_port, redis_port = free_port(), free_port()
+    web_port, redis_port, metrics_port = free_port(), free_port(), free_port()
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "framecast", "up", "--config", str(REPO / "cameras.yaml"), "--run-dir",
-         str(run_dir), "--port", str(web_port), "--redis-port", str(redis_port), "--workers", "2"],
+         str(run_dir), "--port", str(web_port), "--redis-port", str(redis_port), "--workers", "2",
+         "--metrics-port", str(metrics_port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
@@ -93,6 +100,16 @@ def test_local_cluster_runs_the_sample_and_stops_cleanly(tmp_path):
                 break
             time.sleep(1)
         assert 7 < camera["fps_in"] < 13 and 7 < camera["fps_out"] < 13, camera
+
+        # Each producer and worker process serves its own Prometheus port (the ones `up` printed).
+        first, last = map(int, re.search(r"metrics of the producers and workers on ports (\d+)-(\d+)",
+                                         "".join(output)).groups())
+        assert last - first == 2  # one camera, two workers
+        producer = _get(first, "/metrics")[1].decode()
+        assert _counter(producer, "framecast_producer_frames_published_total") > 0
+        processed = [_counter(_get(port, "/metrics")[1].decode(), "framecast_worker_frames_processed_total")
+                     for port in (first + 1, last)]
+        assert all(n > 0 for n in processed), processed  # both workers share the camera
     finally:
         proc.send_signal(signal.SIGINT)
         try:
