@@ -12,7 +12,6 @@ from typing import Any
 from common.config import Settings, load_config
 from common.errors import ConfigError, FramecastError
 from common.logs import setup_logging
-from common.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,10 @@ def fail(exc: BaseException | str, code: int = EXIT_USAGE) -> None:
 
 
 def start_metrics(settings: Settings) -> None:
+    # Imported here, not at the top: the web tier's gunicorn master must not import prometheus_client
+    # before it has chosen multiprocess mode (web.serving).
+    from common.metrics import serve_metrics
+
     serve_metrics(settings.metrics_port)
 
 

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.connection import CONNECTION_ERRORS, describe_error
+from web import metrics as web_metrics
 from web.app import state
 
 bp = Blueprint("health", __name__)
@@ -58,4 +59,4 @@ def readyz():
 
 @bp.route("/metrics")
 def metrics():
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(web_metrics.registry()), mimetype=CONTENT_TYPE_LATEST)

@@ -8,6 +8,11 @@ become cooperative greenlets.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
+
 import gevent
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
@@ -42,13 +47,45 @@ class StreamingGeventWorker(GeventWorker):
             raise StopIteration
 
 
+def _metrics_dir_for(workers: int) -> str | None:
+    """With several processes, a fresh directory for prometheus_client's multiprocess mode, so that
+    /metrics (answered by any one process) sums all of them; None with one process.
+
+    prometheus_client picks its value storage when it is first imported, from PROMETHEUS_MULTIPROC_DIR,
+    so this must run before anything in this (master) process imports it; the workers import it
+    after the fork. A directory the operator set is used as it is, and left in place."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before multiprocess mode was chosen")
+    path = tempfile.mkdtemp(prefix="framecast-web-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _worker_exited(_server, worker) -> None:
+    """gunicorn's child_exit hook: a dead process's live gauges (viewers, readers) stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 class WebServer(BaseApplication):
     """gunicorn, configured programmatically from Settings (no gunicorn config file is read)."""
 
     def __init__(self, settings: Settings, workers: int):
         self.settings = settings
         self.workers = workers
+        self.metrics_dir = _metrics_dir_for(workers)
         super().__init__()
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            if self.metrics_dir:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def load_config(self):
         options = {
@@ -62,6 +99,7 @@ class WebServer(BaseApplication):
             "accesslog": None,       # URLs may carry ?token=
             "loglevel": "warning",
             "proc_name": "framecast-web",
+            "child_exit": _worker_exited,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

@@ -2,10 +2,13 @@
 
 import re
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 
 from tests.web.conftest import Publisher, read_parts
 
@@ -89,3 +92,37 @@ def test_gunicorn_drops_a_viewer_that_stops_reading(web_process, redis_client):
     output = server.stop()
     assert "dropped a client that stopped reading: GET /video_feed/cam1" in output, output
     assert "Traceback" not in output and "Socket error" not in output, output
+
+
+def test_several_processes_report_metrics_summed_over_all_of_them(web_process, redis_client):
+    before = set(Path(tempfile.gettempdir()).glob("framecast-web-metrics-*"))
+    server = web_process("--workers", "2")
+    gunicorn_workers = psutil.Process(server.proc.pid).children()
+    assert len(gunicorn_workers) == 2
+    with Publisher(redis_client, "cam1", fps=20):
+        # One viewer on each process: the other one is paused while a viewer connects, so the
+        # connection can only be accepted by this one.
+        viewers = []
+        for paused in gunicorn_workers:
+            paused.suspend()
+            try:
+                viewers.append(server.get("/video_feed/cam1", timeout=30))
+                assert len(read_parts(viewers[-1], 1)) == 1
+            finally:
+                paused.resume()
+        for _ in range(10):  # whichever process answers, it counts the viewers and readers of both
+            assert _metric(server, 'framecast_web_viewers{camera="cam1"}') == 2
+            assert _metric(server, "framecast_web_stream_readers") == 2
+        assert _metric(server, 'framecast_web_frames_sent_total{camera="cam1"}') >= 2
+
+        # A killed process stops counting: gunicorn starts a fresh one, and one viewer and reader remain.
+        gunicorn_workers[0].kill()
+        deadline = time.monotonic() + 30
+        while _metric(server, "framecast_web_stream_readers") != 1:
+            assert time.monotonic() < deadline, "the killed process's reader is still counted"
+            time.sleep(0.2)
+        assert _metric(server, 'framecast_web_viewers{camera="cam1"}') == 1
+        for response in viewers:
+            response.close()
+    server.stop()
+    assert set(Path(tempfile.gettempdir()).glob("framecast-web-metrics-*")) == before  # cleaned up
