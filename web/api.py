@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from common.keys import DETECTIONS_FIELD
 from common.registry import live_members
 from common.stats import read_stats
+from web import metrics as web_metrics
 from web.app import WebState, state
 from web.health import last_entry_age_s
 
@@ -36,6 +37,8 @@ def camera_summaries(st: WebState) -> list[dict]:
     """Each configured camera with its figures (for /api/cameras and the dashboard)."""
     workers = live_members(st.client, st.keys, "worker")
     producers = live_members(st.client, st.keys, "producer")
+    # With several web processes, each only knows its own viewers; the metrics files know them all.
+    viewers = web_metrics.viewers_of_all_processes() if web_metrics.multiprocess() else None
     out = []
     for cam in st.settings.cameras:
         stats = read_stats(st.client, st.keys, cam.id)
@@ -53,7 +56,7 @@ def camera_summaries(st: WebState) -> list[dict]:
             "dropped": int(stats.get("dropped", 0)), "skipped_stale": int(stats.get("skipped_stale", 0)),
             "failed": int(stats.get("failed", 0)), "source_reconnects": int(stats.get("reconnects", 0)),
             "workers": [w["id"] for w in workers if cam.id in w.get("cameras", [])],
-            "viewers": st.broadcaster.viewer_count(cam.id),
+            "viewers": st.broadcaster.viewer_count(cam.id) if viewers is None else viewers.get(cam.id, 0),
         })
     return out
 

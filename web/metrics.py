@@ -25,9 +25,25 @@ READ_ERRORS = Counter("framecast_web_stream_read_errors_total",
                       "Failed reads of a camera's stream (Redis unavailable or restarting)", ["camera"])
 
 
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def viewers_of_all_processes() -> dict[str, int]:
+    """Viewers per camera summed over the live web processes (multiprocess mode only)."""
+    out: dict[str, int] = {}
+    for family in registry().collect():
+        if family.name == "framecast_web_viewers":
+            for sample in family.samples:
+                cam = sample.labels.get("camera")
+                if cam is not None:
+                    out[cam] = out.get(cam, 0) + int(sample.value)
+    return out
+
+
 def registry() -> CollectorRegistry:
     """What /metrics exposes: this process's metrics, or all processes' in multiprocess mode."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not multiprocess():
         return REGISTRY
     merged = CollectorRegistry()
     MultiProcessCollector(merged)

@@ -1,5 +1,6 @@
 """`framecast web` as deployed: gunicorn with gevent workers (and --dev), driven over real sockets."""
 
+import json
 import re
 import socket
 import tempfile
@@ -113,6 +114,7 @@ def test_several_processes_report_metrics_summed_over_all_of_them(web_process, r
         for _ in range(10):  # whichever process answers, it counts the viewers and readers of both
             assert _metric(server, 'framecast_web_viewers{camera="cam1"}') == 2
             assert _metric(server, "framecast_web_stream_readers") == 2
+            assert json.loads(server.get("/api/cameras").read())["cameras"][0]["viewers"] == 2
         assert _metric(server, 'framecast_web_frames_sent_total{camera="cam1"}') >= 2
 
         # A killed process stops counting: gunicorn starts a fresh one, and one viewer and reader remain.
