@@ -19,8 +19,6 @@ FRAMES_OUT_OF_ORDER = Counter("framecast_web_frames_out_of_order_total",
                               "Frames not sent because a newer one had been sent already", ["camera"])
 BYTES_OUT = Counter("framecast_web_bytes_out_total", "MJPEG bytes handed to viewers", ["camera"])
 NO_SIGNAL = Counter("framecast_web_no_signal_total", "Times a camera's feed went to 'no signal'", ["camera"])
-
-
 READ_ERRORS = Counter("framecast_web_stream_read_errors_total",
                       "Failed reads of a camera's stream (Redis unavailable or restarting)", ["camera"])
 
