@@ -1,31 +1,58 @@
-"""Per-camera counters in Redis (`Keys.stats(cam)`), so any web process on any host can show the
-whole cluster's figures. Writers batch increments locally and flush about once a second."""
+"""Per-camera figures, each kept in two places through one call: the process's Prometheus metrics
+(what an operator scrapes per process) and the camera's stats hash in Redis (`Keys.stats(cam)`, what
+any web process on any host shows for the whole cluster).
+
+A service describes its figures once (`Figure`s) and counts through a `CameraAccount`; increments
+for Redis are batched and written about once a second, or in the same pipeline as the write they
+describe (`queue`/`settle`), which makes them exact even when the process is killed right after.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from common.connection import CONNECTION_ERRORS
 from common.keys import Keys
+from common.text import as_str
 
-# Counter fields (HINCRBY) and gauge fields (HSET), by writer.
-PRODUCER_COUNTERS = ("captured", "published", "dropped", "reconnects")
-WORKER_COUNTERS = ("processed", "skipped_stale", "failed", "deadlettered")
-GAUGES = ("last_published_ms", "last_processed_ms", "latency_ms", "infer_ms", "source_fps")
+
+class StatsField:
+    """Field names of the Redis stats hash: the writers' and the readers' one vocabulary."""
+
+    PUBLISHED = "published"  # producer: frames added to the camera's stream
+    DROPPED = "dropped"  # producer: frames not published (late, redis, encode, backpressure)
+    RECONNECTS = "reconnects"  # producer: source re-open attempts
+    PROCESSED = "processed"  # workers: frames detected and published
+    SKIPPED_STALE = "skipped_stale"  # workers: live frames acked unprocessed because they were stale
+    FAILED = "failed"  # workers: frames dead-lettered
+    LATENCY_MS = "latency_ms"  # workers (gauge): capture to annotated frame, last frame
+    INFER_MS = "infer_ms"  # workers (gauge): detector time, last frame
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One named per-camera figure: its Prometheus metric (labelled `camera`, maybe more) and, when
+    the cluster view shows it, its field in the Redis stats hash."""
+
+    metric: Any  # prometheus_client Counter, Gauge or Histogram
+    field: str | None = None
 
 
 class StatsWriter:
-    """Accumulates one camera's counters and flushes them to Redis. Not thread-safe: one per loop."""
+    """Accumulates one camera's Redis counters and gauges. Not thread-safe: one per loop."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, camera_id: str, interval: float = 1.0):
+    def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
         self._client = client
-        self._key = keys.stats(camera_id)
+        self._key = keys.stats(cam)
         self._interval = interval
         self._counts: dict[str, int] = defaultdict(int)
         self._gauges: dict[str, float] = {}
+        self._in_flight: tuple[dict[str, int], dict[str, float]] | None = None
         self._last_flush = time.monotonic()
 
     def incr(self, field: str, amount: int = 1) -> None:
@@ -33,6 +60,30 @@ class StatsWriter:
 
     def gauge(self, field: str, value: float) -> None:
         self._gauges[field] = value
+
+    def _queue_pending(self, pipe) -> None:
+        for field, amount in self._counts.items():
+            pipe.hincrby(self._key, field, amount)
+        if self._gauges:
+            pipe.hset(self._key, mapping={k: repr(float(v)) for k, v in self._gauges.items()})
+
+    def queue(self, pipe) -> None:
+        """Add the pending figures to `pipe`, the caller's pipeline; `settle` says whether it ran."""
+        self._queue_pending(pipe)
+        self._in_flight = (dict(self._counts), dict(self._gauges))
+        self._counts.clear()
+        self._gauges.clear()
+
+    def settle(self, written: bool) -> None:
+        """After the pipeline given to `queue` ran (`written`) or failed: keep what it did not write."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None or written:
+            return
+        counts, gauges = in_flight
+        for field, amount in counts.items():
+            self._counts[field] += amount
+        for field, value in gauges.items():
+            self._gauges.setdefault(field, value)
 
     def maybe_flush(self) -> None:
         """Flush if the interval has passed; called from the owning loop after each frame."""
@@ -46,16 +97,40 @@ class StatsWriter:
             return True
         try:
             pipe = self._client.pipeline(transaction=False)
-            for field, amount in self._counts.items():
-                pipe.hincrby(self._key, field, amount)
-            if self._gauges:
-                pipe.hset(self._key, mapping={k: repr(float(v)) for k, v in self._gauges.items()})
+            self._queue_pending(pipe)
             pipe.execute()
         except CONNECTION_ERRORS:
             return False
         self._counts.clear()
         self._gauges.clear()
         return True
+
+
+class CameraAccount:
+    """One camera's figures in one process: every call updates Prometheus and, for figures with a
+    stats field, the Redis hash. Owned by one loop (not thread-safe), like its StatsWriter."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
+        self.cam = cam
+        self.stats = StatsWriter(client, keys, cam, interval)
+
+    def count(self, figure: Figure, amount: int = 1, **labels: str) -> None:
+        if amount <= 0:
+            return
+        figure.metric.labels(camera=self.cam, **labels).inc(amount)
+        if figure.field:
+            self.stats.incr(figure.field, amount)
+
+    def set(self, figure: Figure, value: float, **labels: str) -> None:
+        figure.metric.labels(camera=self.cam, **labels).set(value)
+        if figure.field:
+            self.stats.gauge(figure.field, value)
+
+    def observe(self, figure: Figure, value: float, **labels: str) -> None:
+        """A histogram sample; the stats hash keeps the latest value as a gauge."""
+        figure.metric.labels(camera=self.cam, **labels).observe(value)
+        if figure.field:
+            self.stats.gauge(figure.field, value)
 
 
 class RateMeter:
@@ -72,13 +147,13 @@ class RateMeter:
         return max(0.0, (count - before) / (now - then)) if now > then else 0.0
 
 
-def read_stats(client: redis.Redis, keys: Keys, camera_id: str) -> dict[str, float]:
+def read_stats(client: redis.Redis, keys: Keys, cam: str) -> dict[str, float]:
     """All counters and gauges of one camera as numbers (missing fields are absent)."""
-    raw = client.hgetall(keys.stats(camera_id))
+    raw = client.hgetall(keys.stats(cam))
     out: dict[str, float] = {}
     for field, value in raw.items():
         try:
-            out[field.decode() if isinstance(field, bytes) else field] = float(value)
+            out[as_str(field)] = float(value)
         except (TypeError, ValueError):
             continue
     return out
