@@ -18,7 +18,7 @@ import yaml
 from common import assets, envelope
 from common.envelope import Frame
 from common.keys import FRAME_FIELD, Keys
-from tests.redis_server import RedisServer, free_port
+from framecast.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMECAST = [sys.executable, "-m", "framecast"]

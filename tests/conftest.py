@@ -10,7 +10,7 @@ import redis
 import yaml
 
 from common.keys import Keys
-from tests.redis_server import RedisServer
+from framecast.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from common.connection import connect
 from common.keys import Keys
 from common.registry import deregister, heartbeat, live_members
 from common.stats import StatsWriter, read_stats
-from tests.redis_server import RedisServer
+from framecast.redis_server import RedisServer
 
 
 @pytest.fixture
