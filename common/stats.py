@@ -48,7 +48,7 @@ class StatsWriter:
 
     def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
         self._client = client
-        self._key = keys.stats(cam)
+        self.key = keys.stats(cam)
         self._interval = interval
         self._counts: dict[str, int] = defaultdict(int)
         self._gauges: dict[str, float] = {}
@@ -63,9 +63,9 @@ class StatsWriter:
 
     def _queue_pending(self, pipe) -> None:
         for field, amount in self._counts.items():
-            pipe.hincrby(self._key, field, amount)
+            pipe.hincrby(self.key, field, amount)
         if self._gauges:
-            pipe.hset(self._key, mapping={k: repr(float(v)) for k, v in self._gauges.items()})
+            pipe.hset(self.key, mapping={k: repr(float(v)) for k, v in self._gauges.items()})
 
     def queue(self, pipe) -> None:
         """Add the pending figures to `pipe`, the caller's pipeline; `settle` says whether it ran."""
@@ -113,6 +113,27 @@ class CameraAccount:
     def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
         self.cam = cam
         self.stats = StatsWriter(client, keys, cam, interval)
+        self._queued: tuple[Figure, int, dict[str, str]] | None = None
+
+    def queue(self, pipe, figure: Figure | None = None, amount: int = 1, **labels: str) -> None:
+        """Put the pending Redis figures, plus `amount` of `figure`, in the caller's pipeline (the one
+        that does what the figure counts), so the count is written exactly when the work is; call
+        `settle` after the pipeline ran or failed."""
+        self.stats.queue(pipe)
+        self._queued = None
+        if figure is not None and amount > 0:
+            if figure.field:
+                pipe.hincrby(self.stats.key, figure.field, amount)
+            self._queued = (figure, amount, labels)
+
+    def settle(self, written: bool) -> None:
+        """After the pipeline given to `queue`: count the figure in Prometheus if it was written, and
+        keep the other pending figures for the next write if it was not."""
+        self.stats.settle(written)
+        queued, self._queued = self._queued, None
+        if written and queued is not None:
+            figure, amount, labels = queued
+            figure.metric.labels(camera=self.cam, **labels).inc(amount)
 
     def count(self, figure: Figure, amount: int = 1, **labels: str) -> None:
         if amount <= 0:
