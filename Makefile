@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Workers of `make run`: a count, or per camera (WORKERS=door=3,yard=1); see `framecast up --help`.
 WORKERS ?= 2
 CONFIG ?= cameras.yaml
 
@@ -40,7 +41,7 @@ lint: install
 	$(BIN)/ruff check .
 
 run: install assets
-	$(BIN)/framecast up --config $(CONFIG) --workers $(WORKERS)
+	$(BIN)/framecast up --config $(CONFIG) --workers "$(WORKERS)"
 
 stop:
 	@$(BIN)/framecast up --stop

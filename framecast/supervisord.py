@@ -1,5 +1,6 @@
 """The supervisord configuration of a one-machine framecast, generated from the camera config:
-a private redis-server, a producer program per camera, a worker program with `numprocs`, the web tier.
+a private redis-server, a producer program per camera, worker programs with `numprocs` (one shared
+pool, and one per camera given its own workers), the web tier.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ def redis_maxmemory(settings: Settings, frame_bytes: int = FRAME_BYTES_ESTIMATE)
     per_camera += (streams.deadletter_maxlen + 100) * frame_bytes // 4
     per_camera += (streams.detections_maxlen + 100) * DETECTION_RECORD_BYTES
     return 64 * 1024 * 1024 + max(1, len(settings.cameras)) * per_camera
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """One supervisord worker program: `count` processes serving `cams` (None: every camera)."""
+
+    name: str
+    count: int
+    cams: tuple[str, ...] | None = None
+
+    def args(self) -> list[str]:
+        """The `framecast worker` flags that pick this group's cameras."""
+        return [arg for cam in self.cams or () for arg in ("--camera", cam)]
 
 
 @dataclass(frozen=True)
@@ -79,14 +93,28 @@ stdout_logfile_backups=2
 """
 
 
+def worker_ports(settings: Settings, groups: list[WorkerGroup], metrics_port: int) -> list[int]:
+    """The first metrics port of each worker group: after the producers' (one per camera), the groups
+    in order, one port per process; all 0 without `metrics_port`."""
+    if not metrics_port:
+        return [0] * len(groups)
+    first, out = metrics_port + len(settings.cameras), []
+    for group in groups:
+        out.append(first)
+        first += group.count
+    return out
+
+
 def render(settings: Settings, layout: Layout, *, framecast_bin: str, redis_bin: str, config_path: Path,
-           redis_port: int, web_port: int, workers: int, metrics_port: int = 0) -> str:
+           redis_port: int, web_port: int, workers: int | list[WorkerGroup], metrics_port: int = 0) -> str:
     """The supervisord.conf text. Passwords stay out of it: the local Redis has none.
 
-    With `metrics_port` the producers serve Prometheus on it and the next ports, one per camera,
-    then the workers, one per process: supervisord numbers the worker processes from the port they
-    get (`worker-<port>`). Without it every process is told 0, whatever the config file says, so
-    processes of one machine never compete for one port."""
+    `workers` is a count (one pool serving every camera) or the worker groups. With `metrics_port`
+    the producers serve Prometheus on it and the next ports, one per camera, then the workers, one per
+    process, group after group: supervisord numbers the worker processes from the port they get
+    (`worker-<port>`, `worker-door-<port>`). Without it every process is told 0, whatever the config
+    file says, so processes of one machine never compete for one port."""
+    groups = [WorkerGroup("worker", workers)] if isinstance(workers, int) else workers
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = {"REDIS_URL": redis_url, "FRAMECAST_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
     parts = [f"""[supervisord]
@@ -118,10 +146,10 @@ serverurl=unix://{layout.socket}
         port = metrics_port + i if metrics_port else 0
         parts.append(_program(f"producer-{cam.id}", [framecast_bin, "producer", "--camera", cam.id,
                                                      "--metrics-port", str(port)], env, layout.logs, priority=30))
-    worker_ports = metrics_port + len(settings.cameras) if metrics_port else 0
-    parts.append(_program("worker", [framecast_bin, "worker", "--metrics-port",
-                                     "%(process_num)d" if metrics_port else "0"],
-                          env, layout.logs, priority=20, numprocs=workers, numprocs_start=worker_ports))
+    for group, first_port in zip(groups, worker_ports(settings, groups, metrics_port), strict=True):
+        parts.append(_program(group.name, [framecast_bin, "worker", *group.args(), "--metrics-port",
+                                           "%(process_num)d" if metrics_port else "0"],
+                              env, layout.logs, priority=20, numprocs=group.count, numprocs_start=first_port))
     parts.append(_program("web", [framecast_bin, "web", "--host", "0.0.0.0", "--port", str(web_port)], env,
                           layout.logs, priority=40))
     return "".join(parts)
