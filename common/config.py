@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
+from common.events_config import EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones
 from common.redaction import redact_url
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -96,6 +97,9 @@ class CameraConfig(_Model):
     )
     overlay: bool = Field(True, description="draw camera id, time and fps on annotated frames")
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    zones: Zones = Field(default_factory=list, description="named polygons (frame fractions) for events")
+    lines: Lines = Field(default_factory=list, description="named counting lines (frame fractions)")
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @field_validator("id")
     @classmethod
@@ -171,6 +175,9 @@ class Settings(_Model):
     streams: StreamLimits = Field(default_factory=StreamLimits)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    events: EventStorageConfig = Field(default_factory=EventStorageConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
     cameras: list[CameraConfig] = Field(default_factory=list)
     config_path: str | None = Field(None, description="where the file was read from (set by the loader)")
 

