@@ -9,6 +9,7 @@ describe (`queue`/`settle`), which makes them exact even when the process is kil
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ class StatsField:
     """Field names of the Redis stats hash: the writers' and the readers' one vocabulary."""
 
     PUBLISHED = "published"  # producer: frames added to the camera's stream
-    DROPPED = "dropped"  # producer: frames not published (late, redis, encode, backpressure)
+    DROPPED = "dropped"  # producer: frames not published (late, redis, encode, backpressure, shutdown)
+    LOST = "lost"  # producer: backlog frames gone from a reset stream before workers acknowledged them
     RECONNECTS = "reconnects"  # producer: source re-open attempts
     PROCESSED = "processed"  # workers: frames detected and published
     SKIPPED_STALE = "skipped_stale"  # workers: live frames acked unprocessed because they were stale
@@ -44,7 +46,7 @@ class Figure:
 
 
 class StatsWriter:
-    """Accumulates one camera's Redis counters and gauges. Not thread-safe: one per loop."""
+    """Accumulates one camera's Redis counters and gauges; the threads of one camera share it."""
 
     def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
         self._client = client
@@ -52,14 +54,16 @@ class StatsWriter:
         self._interval = interval
         self._counts: dict[str, int] = defaultdict(int)
         self._gauges: dict[str, float] = {}
-        self._in_flight: tuple[dict[str, int], dict[str, float]] | None = None
         self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
 
     def incr(self, field: str, amount: int = 1) -> None:
-        self._counts[field] += amount
+        with self._lock:
+            self._counts[field] += amount
 
     def gauge(self, field: str, value: float) -> None:
-        self._gauges[field] = value
+        with self._lock:
+            self._gauges[field] = value
 
     def _queue_pending(self, pipe) -> None:
         for field, amount in self._counts.items():
@@ -67,23 +71,25 @@ class StatsWriter:
         if self._gauges:
             pipe.hset(self.key, mapping={k: repr(float(v)) for k, v in self._gauges.items()})
 
-    def queue(self, pipe) -> None:
-        """Add the pending figures to `pipe`, the caller's pipeline; `settle` says whether it ran."""
-        self._queue_pending(pipe)
-        self._in_flight = (dict(self._counts), dict(self._gauges))
-        self._counts.clear()
-        self._gauges.clear()
+    def queue(self, pipe) -> tuple[dict[str, int], dict[str, float]]:
+        """Add the pending figures to `pipe`, the caller's pipeline; returns what it took, for `settle`."""
+        with self._lock:
+            self._queue_pending(pipe)
+            taken = (dict(self._counts), dict(self._gauges))
+            self._counts.clear()
+            self._gauges.clear()
+            return taken
 
-    def settle(self, written: bool) -> None:
+    def settle(self, taken: tuple[dict[str, int], dict[str, float]], written: bool) -> None:
         """After the pipeline given to `queue` ran (`written`) or failed: keep what it did not write."""
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is None or written:
+        if written:
             return
-        counts, gauges = in_flight
-        for field, amount in counts.items():
-            self._counts[field] += amount
-        for field, value in gauges.items():
-            self._gauges.setdefault(field, value)
+        with self._lock:
+            counts, gauges = taken
+            for field, amount in counts.items():
+                self._counts[field] += amount
+            for field, value in gauges.items():
+                self._gauges.setdefault(field, value)
 
     def maybe_flush(self) -> None:
         """Flush if the interval has passed; called from the owning loop after each frame."""
@@ -93,46 +99,46 @@ class StatsWriter:
     def flush(self) -> bool:
         """Write pending increments; on a Redis outage keep them for the next flush. True if written."""
         self._last_flush = time.monotonic()
-        if not self._counts and not self._gauges:
+        pipe = self._client.pipeline(transaction=False)
+        taken = self.queue(pipe)
+        if not len(pipe):
             return True
         try:
-            pipe = self._client.pipeline(transaction=False)
-            self._queue_pending(pipe)
             pipe.execute()
         except CONNECTION_ERRORS:
+            self.settle(taken, False)
             return False
-        self._counts.clear()
-        self._gauges.clear()
         return True
 
 
 class CameraAccount:
     """One camera's figures in one process: every call updates Prometheus and, for figures with a
-    stats field, the Redis hash. Owned by one loop (not thread-safe), like its StatsWriter."""
+    stats field, the Redis hash. `queue`/`settle` belong to the one thread that writes the camera's
+    frames; the other calls may come from any of the camera's threads."""
 
     def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
         self.cam = cam
         self.stats = StatsWriter(client, keys, cam, interval)
-        self._queued: tuple[Figure, int, dict[str, str]] | None = None
+        self._queued: tuple[tuple, Figure | None, int, dict[str, str]] | None = None
 
     def queue(self, pipe, figure: Figure | None = None, amount: int = 1, **labels: str) -> None:
         """Put the pending Redis figures, plus `amount` of `figure`, in the caller's pipeline (the one
         that does what the figure counts), so the count is written exactly when the work is; call
         `settle` after the pipeline ran or failed."""
-        self.stats.queue(pipe)
-        self._queued = None
-        if figure is not None and amount > 0:
-            if figure.field:
-                pipe.hincrby(self.stats.key, figure.field, amount)
-            self._queued = (figure, amount, labels)
+        taken = self.stats.queue(pipe)
+        if figure is not None and amount > 0 and figure.field:
+            pipe.hincrby(self.stats.key, figure.field, amount)
+        self._queued = (taken, figure, amount, labels)
 
     def settle(self, written: bool) -> None:
         """After the pipeline given to `queue`: count the figure in Prometheus if it was written, and
         keep the other pending figures for the next write if it was not."""
-        self.stats.settle(written)
         queued, self._queued = self._queued, None
-        if written and queued is not None:
-            figure, amount, labels = queued
+        if queued is None:
+            return
+        taken, figure, amount, labels = queued
+        self.stats.settle(taken, written)
+        if written and figure is not None and amount > 0:
             figure.metric.labels(camera=self.cam, **labels).inc(amount)
 
     def count(self, figure: Figure, amount: int = 1, **labels: str) -> None:
