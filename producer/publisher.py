@@ -14,14 +14,15 @@ import redis
 
 from common import envelope
 from common.config import CameraConfig, Settings
-from common.connection import CONNECTION_ERRORS, Backoff, describe_error
+from common.connection import Backoff
 from common.envelope import Frame
 from common.errors import EnvelopeError, FramecastError, SourceError
-from common.keys import FRAME_FIELD, Keys
+from common.keys import Keys
 from common.logs import camera_logger
-from common.stats import RateMeter, StatsWriter
+from common.stats import CameraAccount, RateMeter
 from producer import metrics
 from producer.encoding import encode_frame
+from producer.sender import FrameSender
 from producer.sources import Source, open_source
 
 
@@ -67,18 +68,21 @@ class CameraPublisher:
         self.client = client
         self.stop = stop
         self.source = source or open_source(camera)
-        self.key = Keys(settings.key_prefix).frames(camera.id)
-        self.maxlen = settings.streams.frames_maxlen
+        keys = Keys(settings.key_prefix)
         self.log = camera_logger("framecast.producer", camera.id)
-        self.stats = StatsWriter(client, Keys(settings.key_prefix), camera.id)
+        self.account = CameraAccount(client, keys, camera.id)
+        self.backlog = camera.mode == "backlog"
+        self.sender = FrameSender(client, keys.frames(camera.id), settings.streams.frames_maxlen, self.account,
+                                  self.log, capacity=settings.producer.send_queue, backlog=self.backlog,
+                                  stop=stop)
         self.run_id = time.time_ns()
         self.seq = 0
-        self.published = 0
         self._published_rate = RateMeter()
-        self._redis_backoff = Backoff(base=0.5, cap=10.0)
-        self._redis_retry_at = 0.0
-        self._redis_down = False
-        self._labels = {"camera": camera.id}
+
+    @property
+    def published(self) -> int:
+        """Frames this publisher has added to Redis."""
+        return self.sender.sent
 
     # ---- shared by both loops ------------------------------------------------------------------
     def _open_source(self) -> bool:
@@ -88,67 +92,40 @@ class CameraPublisher:
             try:
                 self.source.open()
             except SourceError as exc:
-                metrics.SOURCE_UP.labels(**self._labels).set(0)
-                metrics.SOURCE_RECONNECTS.labels(**self._labels).inc()
-                self.stats.incr("reconnects")
+                self.account.set(metrics.UP, 0)
+                self.account.count(metrics.RECONNECTS)
                 delay = backoff.next_delay()
                 self.log.warning("source unavailable, retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
-                self.stats.maybe_flush()
+                self.account.stats.maybe_flush()
                 if self.stop.wait(delay):
                     return False
                 continue
-            metrics.SOURCE_UP.labels(**self._labels).set(1)
-            if self.source.fps:
-                self.stats.gauge("source_fps", self.source.fps)
+            self.account.set(metrics.UP, 1)
             self.log.info("source opened", extra={"source": self.source.description, "native_fps": self.source.fps})
             return True
         return False
 
-    def _drop(self, reason: str, count: int = 1) -> None:
-        if count > 0:
-            metrics.FRAMES_DROPPED.labels(camera=self.camera.id, reason=reason).inc(count)
-            self.stats.incr("dropped", count)
-
     def publish(self, image, ts_ns: int) -> bool:
-        """Encode and XADD one frame; returns True if it reached Redis. Invoked by the loops."""
-        if time.monotonic() < self._redis_retry_at:
-            self._drop("redis")
-            return False
+        """Encode one frame and hand it to the sender; True if it was queued for Redis.
+
+        A backlog camera's paced source (a file, the pattern) waits here while its workers are behind;
+        every other frame that cannot go is dropped and counted instead."""
         started = time.perf_counter()
         try:
             jpeg, width, height = encode_frame(image, self.camera.max_width, self.camera.jpeg_quality)
             data = envelope.encode(Frame(self.camera.id, self.run_id, self.seq, ts_ns, width, height, jpeg))
         except (FramecastError, EnvelopeError) as exc:
-            self._drop("encode")
+            self.account.count(metrics.DROPPED, reason="encode")
             self.log.error("frame not encoded", extra={"error": str(exc)})
             return False
-        metrics.ENCODE_MS.labels(**self._labels).observe((time.perf_counter() - started) * 1000.0)
+        self.account.observe(metrics.ENCODE, (time.perf_counter() - started) * 1000.0)
         self.seq += 1
-        try:
-            self.client.xadd(self.key, {FRAME_FIELD: data}, maxlen=self.maxlen, approximate=True)
-        except (*CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
-            self._drop("redis")
-            delay = self._redis_backoff.next_delay()
-            self._redis_retry_at = time.monotonic() + delay
-            if not self._redis_down:
-                self.log.warning("redis unavailable, dropping frames until it is back",
-                                 extra={"error": describe_error(exc)})
-            self._redis_down = True
-            return False
-        if self._redis_down:
-            self.log.info("redis reachable again")
-            self._redis_down = False
-        self._redis_backoff.reset()
-        self.published += 1
-        metrics.FRAMES_PUBLISHED.labels(**self._labels).inc()
-        self.stats.incr("published")
-        self.stats.gauge("last_published_ms", time.time() * 1000.0)
-        self.stats.maybe_flush()
-        return True
+        queued = self.sender.submit(data, wait=self.backlog and not self.source.live)
+        self.account.stats.maybe_flush()
+        return queued
 
     def _captured(self) -> None:
-        metrics.FRAMES_CAPTURED.labels(**self._labels).inc()
-        self.stats.incr("captured")
+        self.account.count(metrics.CAPTURED)
 
     def published_fps(self) -> float:
         """Frames/s published since the previous call (the producer's heartbeats)."""
@@ -163,8 +140,9 @@ class CameraPublisher:
                 self._run_paced()
         finally:
             self.source.close()
-            metrics.SOURCE_UP.labels(**self._labels).set(0)
-            self.stats.flush()
+            self.account.set(metrics.UP, 0)
+            self.sender.close()
+            self.account.stats.flush()
             self.log.info("publisher stopped", extra={"published": self.published})
 
     # ---- paced sources: files and the test pattern ----------------------------------------------
@@ -182,8 +160,10 @@ class CameraPublisher:
                 self.stop.wait(next_due - now)
                 continue
             missed = int((now - next_due) // period)
-            if missed:  # behind schedule: skip ahead instead of building latency
-                self._drop("late", missed)
+            if missed and self.backlog:  # every frame counts: carry on from here, later
+                next_due = now
+            elif missed:  # behind schedule: skip ahead instead of building latency
+                self.account.count(metrics.DROPPED, missed, reason="late")
                 position += missed * stride
                 next_due += missed * period
             target = int(position)
@@ -201,7 +181,7 @@ class CameraPublisher:
                 position, index, next_due = 0.0, 0, time.monotonic()
                 continue
             if skipped and not missed:
-                metrics.FRAMES_DECIMATED.labels(**self._labels).inc(skipped)
+                self.account.count(metrics.DECIMATED, skipped)
             if image is None:
                 self.log.info("end of file", extra={"published": self.published})
                 return
@@ -221,7 +201,7 @@ class CameraPublisher:
                 try:
                     image = self.source.read()
                 except SourceError as exc:
-                    metrics.SOURCE_UP.labels(**self._labels).set(0)
+                    self.account.set(metrics.UP, 0)
                     self.log.warning("source failed, reconnecting", extra={"error": str(exc)})
                     self.source.close()
                     break
@@ -243,16 +223,16 @@ class CameraPublisher:
             if waited:
                 # Frames replaced while we encoded or published were late; those replaced while we
                 # wait out the fps cap are decimated on purpose.
-                self._drop("late", slot.reset_overwritten())
+                self.account.count(metrics.DROPPED, slot.reset_overwritten(), reason="late")
                 if self.stop.wait(wait):
                     break
             item, overwritten = slot.take(timeout=0.5)
             if waited:
-                metrics.FRAMES_DECIMATED.labels(**self._labels).inc(overwritten)
+                self.account.count(metrics.DECIMATED, overwritten)
             else:
-                self._drop("late", overwritten)
+                self.account.count(metrics.DROPPED, overwritten, reason="late")
             if item is None:
-                self.stats.maybe_flush()
+                self.account.stats.maybe_flush()
                 continue
             last_publish = time.monotonic()
             self.publish(*item)

@@ -1,0 +1,221 @@
+"""One camera's frames on their way to Redis: a bounded queue and a sender thread that pipelines
+whatever has queued up, so a slow link costs one round trip per batch, not per frame.
+
+Live cameras never wait: when the queue is full the oldest queued frame is dropped and counted, and
+while Redis is unreachable frames are dropped at once. Backlog cameras (every frame must be processed)
+never lose a frame here: the caller waits for room, a failed batch is sent again, and the sender
+holds back while the workers' consumer group has more undelivered and unacknowledged frames than the
+stream may hold (`high_water`), so `MAXLEN ~` trimming only ever removes frames already acknowledged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import redis
+
+from common.connection import CONNECTION_ERRORS, Backoff, describe_error
+from common.groups import GroupBacklog, ensure_group, read_backlog
+from common.keys import FRAME_FIELD, WORKER_GROUP
+from common.stats import CameraAccount
+from producer import metrics
+
+BACKLOG_POLL = 0.05  # seconds between consumer-group readings while the sender holds back
+
+
+class FrameSender:
+    """Sends one camera's encoded envelopes from its own thread. `submit` is called by the publisher."""
+
+    def __init__(self, client: redis.Redis, key: str, maxlen: int, account: CameraAccount, log, *,
+                 capacity: int, backlog: bool, stop: threading.Event):
+        self.client = client
+        self.key = key
+        self.maxlen = maxlen
+        self.account = account
+        self.log = log
+        self.capacity = capacity
+        self.backlog = backlog
+        # Frames the group has not acknowledged may never exceed what the stream keeps.
+        self.high_water = max(1, maxlen - 2 * capacity)
+        self.stop = stop
+        self._queue: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._closed = False
+        self._redis_down = False
+        self._retry_at = 0.0
+        self._backoff = Backoff(base=0.5, cap=10.0)
+        self._group = GroupBacklog()
+        self._last_id: bytes | None = None  # the newest entry this sender added
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name=f"sender-{account.cam}", daemon=True)
+        self._thread.start()
+
+    # ---- the publisher's side ------------------------------------------------------------------------
+    def submit(self, data: bytes, wait: bool) -> bool:
+        """Queue one envelope; True if it was queued. Live cameras never wait: a full queue loses its
+        oldest frame, and while Redis is down frames are dropped at once. Backlog cameras wait for room
+        (`wait`: a paced source, whose next frame can wait) or drop this frame as back-pressure (a live
+        source, whose frames cannot)."""
+        with self._cond:
+            down = self._redis_down and time.monotonic() < self._retry_at
+            if not self.backlog:
+                if down:
+                    self.account.count(metrics.DROPPED, reason="redis")
+                    return False
+                if len(self._queue) >= self.capacity:
+                    self._queue.popleft()
+                    self.account.count(metrics.DROPPED, reason="late")
+            elif wait:
+                while len(self._queue) >= self.capacity and not self.stop.is_set():
+                    self._cond.wait(0.1)
+                if self.stop.is_set():
+                    self.account.count(metrics.DROPPED, reason="shutdown")
+                    return False
+            elif len(self._queue) >= self.capacity:
+                self.account.count(metrics.DROPPED, reason="redis" if down else "backpressure")
+                return False
+            self._queue.append(data)
+            self._cond.notify_all()
+            return True
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued frame has been sent or dropped; True if that happened in time."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._queue or self._in_flight) and time.monotonic() < deadline:
+                self._cond.wait(0.05)
+            return not self._queue and not self._in_flight
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (bounded by `timeout`), then stop the thread; frames left are counted."""
+        self.flush(timeout)
+        with self._cond:
+            left = len(self._queue)
+            self._queue.clear()
+            self._closed = True
+            self._cond.notify_all()
+        if left:
+            self.account.count(metrics.DROPPED, left, reason="shutdown")
+        self._thread.join(timeout=timeout)
+
+    # ---- the sender thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait(0.5)
+                if self._closed:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+                self._in_flight = len(batch)
+                self._cond.notify_all()
+            try:
+                self._send(batch)
+            finally:
+                with self._cond:
+                    self._in_flight = 0
+                    self._cond.notify_all()
+
+    def _send(self, batch: list[bytes]) -> None:
+        """Send one batch; backlog batches are retried until they are in Redis (or we stop)."""
+        while True:
+            if self.backlog and not self._wait_for_room():
+                self.account.count(metrics.DROPPED, len(batch), reason="shutdown")
+                return
+            try:
+                self._write(batch)
+            except (*CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+                self._outage(exc)
+                if not self.backlog:
+                    self.account.count(metrics.DROPPED, len(batch), reason="redis")
+                    return
+                if self._pause(self._retry_at - time.monotonic()):
+                    self.account.count(metrics.DROPPED, len(batch), reason="shutdown")
+                    return
+                continue
+            if self._redis_down:
+                self.log.info("redis reachable again")
+            self._redis_down = False
+            self._backoff.reset()
+            return
+
+    def _write(self, batch: list[bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        probe_reset = self.backlog and self._redis_down and self._last_id is not None
+        if probe_reset:  # after an outage: is anything we added before it still there?
+            pipe.xrange(self.key, "-", self._last_id, count=1)
+        for data in batch:
+            pipe.xadd(self.key, {FRAME_FIELD: data}, maxlen=self.maxlen, approximate=True)
+        if self.backlog:
+            pipe.xinfo_groups(self.key)
+        self.account.queue(pipe, metrics.PUBLISHED, len(batch))
+        try:
+            replies = pipe.execute()
+        except BaseException:
+            self.account.settle(False)
+            raise
+        self.account.settle(True)
+        self.sent += len(batch)
+        if probe_reset:
+            reset, replies = not replies[0], replies[1:]
+        else:
+            reset = False
+        self._last_id = replies[len(batch) - 1]
+        if self.backlog:
+            self._observe(replies[len(batch)], reset=reset)
+
+    def _observe(self, groups_reply, reset: bool = False) -> None:
+        """Take in a consumer-group reading. A stream that was reset (Redis restarted without
+        persistence, FLUSHALL) lost the frames it held unacknowledged: count them, and give the group
+        back to the workers starting at the stream's first frame."""
+        reading = None if reset else read_backlog(groups_reply, WORKER_GROUP)
+        lost = self._group.update(reading)
+        if lost is None:
+            return
+        if lost:
+            self.account.count(metrics.LOST, lost)
+            self.log.error("frames lost: the stream was reset before the workers had them",
+                           extra={"frames": lost})
+        ensure_group(self.client, self.key, "0")
+        if reset:
+            self._group.update(read_backlog(self.client.xinfo_groups(self.key), WORKER_GROUP))
+
+    def _wait_for_room(self) -> bool:
+        """Hold back while the group's backlog is at the high-water mark. False if stopped meanwhile."""
+        warned = False
+        while self._group.outstanding >= self.high_water:
+            if not warned:
+                self.log.info("workers are behind, holding frames back",
+                              extra={"outstanding": self._group.outstanding, "high_water": self.high_water})
+                warned = True
+            metrics.BACKPRESSURE_WAITS.labels(camera=self.account.cam).inc()
+            if self._pause(BACKLOG_POLL):
+                return False
+            try:
+                self._observe(self.client.xinfo_groups(self.key))
+            except redis.exceptions.ResponseError:
+                self._observe([])  # the stream itself is gone
+            except CONNECTION_ERRORS as exc:
+                self._outage(exc)
+                if self._pause(self._retry_at - time.monotonic()):
+                    return False
+        return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if the sender was closed meanwhile."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed, timeout=max(0.0, seconds))
+            return self._closed
+
+    def _outage(self, exc: BaseException) -> None:
+        delay = self._backoff.next_delay()
+        self._retry_at = time.monotonic() + delay
+        if not self._redis_down:
+            self.log.warning("redis unavailable, dropping frames until it is back" if not self.backlog else
+                             "redis unavailable, holding frames until it is back",
+                             extra={"error": describe_error(exc)})
+        self._redis_down = True
