@@ -113,3 +113,30 @@ def test_camera_lookup(write_config):
         settings.camera("b")
     with pytest.raises(InvalidCameraIdError):
         settings.camera("../etc")
+
+
+def test_binary_config_file_is_a_usage_error(tmp_path):
+    """A non-UTF-8 file exits 2 with a message, never a traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    path = tmp_path / "cameras.yaml"
+    path.write_bytes(b"cameras:\n  - id: a\n    source: \xff\xfe\x00pattern\n")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(path, env={})
+    result = subprocess.run([sys.executable, "-m", "framecast", "producer", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert "not a UTF-8 text file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_duplicate_yaml_keys_are_refused_naming_key_and_line(tmp_path):
+    path = tmp_path / "cameras.yaml"
+    path.write_text("cameras:\n  - id: a\n    source: pattern\n    fps: 5\n    fps: 6\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'fps' at line 5 \(first given at line 4\)"):
+        load_config(path, env={})
+    path.write_text("key_prefix: a\ncameras: []\nkey_prefix: b\n")
+    with pytest.raises(ConfigError, match="duplicate key 'key_prefix' at line 3"):
+        load_config(path, env={})
