@@ -1,0 +1,11 @@
+import pytest
+
+from tests.worker.events.mosquitto import Mosquitto
+
+
+@pytest.fixture
+def mosquitto():
+    """A mosquitto broker of this test's own (tests stop and restart it)."""
+    broker = Mosquitto().start()
+    yield broker
+    broker.cleanup()
