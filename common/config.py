@@ -162,6 +162,8 @@ class WebConfig(_Model):
     reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader lives after its last viewer")
     stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
     write_timeout: float = Field(15.0, gt=0, description="seconds a viewer may stall a write before it is dropped")
+    max_streams_per_client: int = Field(64, ge=0, description="MJPEG streams one client address may hold open "
+                                        "at once per web process (beyond: 429); 0 is no cap")
 
 
 class Settings(_Model):

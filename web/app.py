@@ -1,59 +1,51 @@
-"""The Flask application factory and the state shared by its routes."""
+"""The Flask application factory: one app per web process, its state, routes, error answers and
+the headers every response carries."""
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
-
 import redis
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, jsonify
 
 from common.config import Settings
 from common.connection import CONNECTION_ERRORS, connect, describe_error
 from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
+from web import api, auth, health, pages, video
 from web.broadcaster import Broadcaster
+from web.limits import StreamLimit
+from web.state import EXTENSION, WebState
+
+# The dashboard loads its own script and stylesheet, fetches the APIs, shows MJPEG and snapshot
+# pictures from this origin (snapshots as blob: URLs) and nothing else; nobody may frame it.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+                           "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
-@dataclass
-class WebState:
-    """Everything the routes of one web process share."""
-
-    settings: Settings
-    client: redis.Redis
-    keys: Keys
-    broadcaster: Broadcaster
-    started: float = field(default_factory=time.time)
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def shutdown(self) -> None:
-        """End every stream (MJPEG viewers, followed detections) so the process can exit promptly.
-
-        Invoked by the gunicorn worker on SIGTERM, and by tests."""
-        self.stopping.set()
-        self.broadcaster.close()
-
-
-def state() -> WebState:
-    """The WebState of the app handling the current request."""
-    return current_app.extensions["framecast"]
+def _add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
-    """Build the web app; called once per web process (by gunicorn's worker, or the dev server)."""
-    from web import api, auth, health, pages, video
-
+    """Build the web app of one web process (gunicorn's process after gevent patched it, or the dev server)."""
     app = Flask(__name__)
     client = client or connect(settings.redis_url)
     keys = Keys(settings.key_prefix)
-    app.extensions["framecast"] = WebState(
+    app.extensions[EXTENSION] = WebState(
         settings, client, keys,
         Broadcaster(client, keys, settings.web.no_signal_after, settings.web.reader_linger),
+        StreamLimit(settings.web.max_streams_per_client),
     )
     auth.install(app, settings)
     for module in (pages, video, api, health):
         app.register_blueprint(module.bp)
+    app.after_request(_add_security_headers)
 
     @app.errorhandler(UnknownCameraError)
     def _unknown(exc: UnknownCameraError):

@@ -1,45 +1,41 @@
-"""Fan-out of each camera's frames to its viewers: one Redis reader per camera per process.
+"""Fan-out of each camera stream's frames to its viewers: one Redis reader per camera stream per process.
 
-A CameraFeed's reader thread reads the camera's stream once, frames each JPEG as a multipart part
-once, and puts it into every viewer's one-slot Mailbox. A slow viewer's mailbox just holds the newest
-part (the older one is counted as skipped), so it never delays the reader or the other viewers and
-never grows. Frames older than one already sent (a slower worker's late result) are not sent.
+A CameraFeed takes the ordered frames of its FrameSource (web.source) on its own thread, frames each
+JPEG as a multipart part once, and puts it into every viewer's one-slot Mailbox. A slow viewer's
+mailbox just holds the newest part (the older one is counted as skipped), so it never delays the
+reader or the other viewers and never grows. The Broadcaster starts a camera stream's feed with its
+first viewer; the feed retires itself `linger` seconds after its last viewer left.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
 import redis
 
-from common import envelope
-from common.connection import CONNECTION_ERRORS, Backoff, describe_error
-from common.errors import EnvelopeError
-from common.keys import FRAME_FIELD, Keys
-from common.logs import camera_logger
-from web import metrics, mjpeg
-
-log = logging.getLogger("framecast.web")
+from common.envelope import Frame
+from common.keys import Keys
+from web import mjpeg
+from web.metrics import CameraCounts, counts_for
+from web.source import FrameSource, NoSignal
+from web.streams import stream_key
 
 
 class Mailbox:
-    """One viewer's slot for the newest part. `put` is invoked by the reader, `get` by the viewer."""
+    """One viewer's slot for the newest part: the feed's thread puts, the viewer's thread gets."""
 
-    def __init__(self, cam: str):
+    def __init__(self, cam: str, counts: CameraCounts):
         self.cam = cam
+        self.counts = counts
         self._cond = threading.Condition()
         self._part: bytes | None = None
-        self.sent = 0
-        self.skipped = 0
         self.closed = False
 
     def put(self, part: bytes) -> None:
         with self._cond:
             if self._part is not None:
-                self.skipped += 1
-                metrics.FRAMES_SKIPPED.labels(camera=self.cam).inc()
+                self.counts.frame_skipped()
             self._part = part
             self._cond.notify()
 
@@ -49,9 +45,7 @@ class Mailbox:
                 self._cond.wait(timeout)
             part, self._part = self._part, None
         if part is not None:
-            self.sent += 1
-            metrics.FRAMES_SENT.labels(camera=self.cam).inc()
-            metrics.BYTES_OUT.labels(camera=self.cam).inc(len(part))
+            self.counts.frame_sent(len(part))
         return part
 
     def close(self) -> None:
@@ -61,39 +55,41 @@ class Mailbox:
 
 
 class CameraFeed:
-    """The single reader of one camera's stream (annotated, or raw with `raw`) in this process."""
+    """The viewers of one camera stream in this process, and the thread that feeds them from its source."""
 
     def __init__(self, client: redis.Redis, keys: Keys, cam: str, raw: bool, no_signal_after: float,
-                 linger: float, try_retire):
-        self.client = client
+                 linger: float):
         self.cam = cam
         self.raw = raw
-        self.key = keys.frames(cam) if raw else keys.annotated(cam)
         self.no_signal_after = no_signal_after
         self.linger = linger
-        self._try_retire = try_retire
+        self.stop = threading.Event()
+        self.source = FrameSource(client, stream_key(keys, cam, raw), cam, raw, no_signal_after, self.stop)
         self._lock = threading.Lock()
         self._viewers: set[Mailbox] = set()
         self._last_viewer_left = time.monotonic()
-        self._last_order: tuple[int, int] | None = None
         self._last_frame_at = 0.0  # monotonic time of the last frame put out
         self._last_part: bytes | None = None
-        self._no_signal: bytes | None = None
-        self._no_signal_sent = 0.0
-        self.out_of_order = 0
-        self.closed = threading.Event()
-        self.log = camera_logger("framecast.web", cam, raw=raw)
+        self._no_signal: bytes | None = None  # the current gap's picture, rendered once
+        self.retired = False
         self.thread = threading.Thread(target=self._run, name=f"feed-{cam}{'-raw' if raw else ''}", daemon=True)
 
-    # ---- viewers --------------------------------------------------------------------------------------
-    def add(self, mailbox: Mailbox) -> None:
+    @property
+    def out_of_order(self) -> int:
+        return self.source.out_of_order
+
+    # ---- viewers (their own threads) -------------------------------------------------------------------
+    def add(self, mailbox: Mailbox) -> bool:
+        """Add a viewer, who sees the current picture at once; False when the feed has retired."""
         with self._lock:
+            if self.retired:
+                return False
             self._viewers.add(mailbox)
-            last = self._last_part if time.monotonic() - self._last_frame_at < self.no_signal_after else None
-        if last is not None:
-            mailbox.put(last)  # a new viewer sees the current picture at once
-        elif self._no_signal is not None:
-            mailbox.put(self._no_signal)
+            fresh = time.monotonic() - self._last_frame_at < self.no_signal_after
+            current = self._last_part if fresh else self._no_signal
+        if current is not None:
+            mailbox.put(current)
+        return True
 
     def remove(self, mailbox: Mailbox) -> None:
         with self._lock:
@@ -105,111 +101,60 @@ class CameraFeed:
         with self._lock:
             return len(self._viewers)
 
-    def _fan_out(self, part: bytes) -> None:
+    def close(self) -> None:
+        """Stop the reader and release every viewer (their responses end)."""
+        self.stop.set()
         with self._lock:
+            viewers = list(self._viewers)
+        for mailbox in viewers:
+            mailbox.close()
+
+    # ---- the feed's thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        events = self.source.events()
+        try:
+            for event in events:
+                if isinstance(event, Frame):
+                    self._show(mjpeg.part(event.jpeg, event.seq, event.ts))
+                elif isinstance(event, NoSignal):
+                    self._show_no_signal(event)
+                if self.stop.is_set() or self._retire_if_idle():
+                    break
+        finally:
+            events.close()
+
+    def _retire_if_idle(self) -> bool:
+        """Retire when no viewer has been here for `linger` seconds. Under the lock `add` takes, so a
+        viewer never joins a feed that is going away (the Broadcaster starts a new one instead)."""
+        with self._lock:
+            if self._viewers or time.monotonic() - self._last_viewer_left < self.linger:
+                return False
+            self.retired = True
+            return True
+
+    def _show(self, part: bytes) -> None:
+        with self._lock:
+            self._last_part = part
+            self._last_frame_at = time.monotonic()
+            self._no_signal = None
             targets = list(self._viewers)
         for mailbox in targets:
             mailbox.put(part)
 
-    # ---- the reader ------------------------------------------------------------------------------------
-    def idle_long_enough(self) -> bool:
-        """True when no viewer has been here for `linger` seconds (checked by the broadcaster)."""
+    def _show_no_signal(self, event: NoSignal) -> None:
+        if event.first or self._no_signal is None:
+            picture = mjpeg.part(mjpeg.no_signal_jpeg(self.cam, since=event.last_frame_at))
+            with self._lock:
+                self._no_signal = picture
         with self._lock:
-            return not self._viewers and time.monotonic() - self._last_viewer_left >= self.linger
-
-    def _run(self) -> None:
-        """The reader thread: XREAD the stream, put each newer frame out, 'no signal' when it stops.
-
-        Redis outages and unexpected errors pause the feed (viewers get 'no signal') and are retried
-        with backoff; the thread ends only when the feed is retired or closed."""
-        metrics.READERS.inc()
-        backoff = Backoff(base=0.2, cap=5.0)
-        last_id: str | bytes | None = None  # None: not primed yet (first read, or after an outage)
-        started = time.monotonic()
-        failing = False
-        try:
-            while not self.closed.is_set() and not self._try_retire(self):
-                try:
-                    if last_id is None:
-                        last_id = self._prime()
-                    reply = self.client.xread({self.key: last_id}, count=10, block=500)
-                except Exception as exc:  # the reader must outlive any single failure
-                    if not failing:
-                        level = logging.WARNING if isinstance(exc, CONNECTION_ERRORS) else logging.ERROR
-                        self.log.log(level, "feed paused: cannot read the stream",
-                                     extra={"error": describe_error(exc)}, exc_info=level == logging.ERROR)
-                    failing = True
-                    metrics.READ_ERRORS.labels(camera=self.cam).inc()
-                    self._maybe_no_signal(started)
-                    last_id = None  # a restarted Redis may hold other ids: prime again from its newest entry
-                    backoff.wait(self.closed)
-                    continue
-                if failing:
-                    self.log.info("feed resumed")
-                    failing = False
-                    backoff.reset()
-                for _stream, entries in reply or []:
-                    for entry_id, fields in entries:
-                        last_id = entry_id
-                        self._deliver(fields)
-                self._maybe_no_signal(started)
-        finally:
-            metrics.READERS.dec()
-
-    def _prime(self) -> str:
-        """Send the newest stored frame to the first viewers at once; returns where to read from."""
-        newest = self.client.xrevrange(self.key, count=1)
-        if not newest:
-            return "0-0"
-        entry_id, fields = newest[0]
-        frame = self._decode(fields)
-        if frame is not None and time.time_ns() - frame.ts < self.no_signal_after * 1e9:
-            self._deliver(fields)
-        return entry_id
-
-    def _decode(self, fields: dict):
-        try:
-            return envelope.decode(fields.get(FRAME_FIELD, b""))
-        except EnvelopeError as exc:
-            self.log.warning("undecodable frame in stream skipped", extra={"error": str(exc)})
-            return None
-
-    def _deliver(self, fields: dict) -> None:
-        frame = self._decode(fields)
-        if frame is None:
-            return
-        # After a gap long enough to show 'no signal', the order starts afresh: a producer restarted on a
-        # host whose clock is behind (a lower `run`) must not be refused for ever.
-        gap = time.monotonic() - self._last_frame_at >= self.no_signal_after
-        if self._last_order is not None and frame.order <= self._last_order and not gap:
-            self.out_of_order += 1
-            metrics.FRAMES_OUT_OF_ORDER.labels(camera=self.cam).inc()
-            return
-        self._last_order = frame.order
-        part = mjpeg.part(frame.jpeg, frame.seq, frame.ts)
-        with self._lock:
-            self._last_part = part
-            self._last_frame_at = time.monotonic()
-        self._no_signal = None
-        self._fan_out(part)
-
-    def _maybe_no_signal(self, started: float) -> None:
-        """After no_signal_after seconds without frames, viewers get the no-signal picture (once a second)."""
-        now = time.monotonic()
-        since = self._last_frame_at or started
-        if now - since < self.no_signal_after:
-            return
-        if self._no_signal is None or now - self._no_signal_sent >= 1.0:
-            if self._no_signal is None:
-                last_wall = time.time() - (now - self._last_frame_at) if self._last_frame_at else None
-                self._no_signal = mjpeg.part(mjpeg.no_signal_jpeg(self.cam, since=last_wall))
-                metrics.NO_SIGNAL.labels(camera=self.cam).inc()
-            self._no_signal_sent = now
-            self._fan_out(self._no_signal)
+            targets, picture = list(self._viewers), self._no_signal
+        for mailbox in targets:
+            mailbox.put(picture)
 
 
 class Broadcaster:
-    """Owns the feeds of one web process; viewers subscribe and unsubscribe through it."""
+    """The feeds of one web process: viewers subscribe and unsubscribe here, and the first viewer of a
+    camera stream starts its feed."""
 
     def __init__(self, client: redis.Redis, keys: Keys, no_signal_after: float, linger: float):
         self.client = client
@@ -222,21 +167,21 @@ class Broadcaster:
         self.readers_started = 0
 
     def subscribe(self, cam: str, raw: bool = False) -> Mailbox:
-        """A new viewer's mailbox; starts the camera's reader if it is not running."""
-        mailbox = Mailbox(cam)
-        metrics.VIEWERS.labels(camera=cam).inc()  # unsubscribe, which every viewer reaches, decrements
+        """A new viewer's mailbox; starts the camera stream's feed when none is running."""
+        counts = counts_for(cam)
+        mailbox = Mailbox(cam, counts)
+        counts.viewer_joined()  # unsubscribe, which every viewer reaches, counts the leaving
         with self._lock:
             if self._closed:  # shutting down: the viewer's response ends at once
                 mailbox.close()
                 return mailbox
             feed = self._feeds.get((cam, raw))
-            if feed is None:
-                feed = CameraFeed(self.client, self.keys, cam, raw, self.no_signal_after, self.linger,
-                                  self._try_retire)
+            if feed is None or not feed.add(mailbox):
+                feed = CameraFeed(self.client, self.keys, cam, raw, self.no_signal_after, self.linger)
                 self._feeds[(cam, raw)] = feed
                 self.readers_started += 1
                 feed.thread.start()
-            feed.add(mailbox)
+                feed.add(mailbox)
         return mailbox
 
     def unsubscribe(self, mailbox: Mailbox, raw: bool = False) -> None:
@@ -245,36 +190,28 @@ class Broadcaster:
             feed = self._feeds.get((mailbox.cam, raw))
         if feed is not None:
             feed.remove(mailbox)
-        metrics.VIEWERS.labels(camera=mailbox.cam).dec()
-
-    def _try_retire(self, feed: CameraFeed) -> bool:
-        """Invoked by a feed's reader: remove the feed if it has been idle long enough. Under the same
-        lock as `subscribe`, so a viewer never joins a feed that is going away."""
-        with self._lock:
-            if not feed.idle_long_enough():
-                return False
-            if self._feeds.get((feed.cam, feed.raw)) is feed:
-                del self._feeds[(feed.cam, feed.raw)]
-            return True
+        mailbox.counts.viewer_left()
 
     def close(self) -> None:
-        """Stop every reader and release every viewer (process shutdown, tests)."""
+        """Stop every feed and release every viewer (process shutdown, tests)."""
         with self._lock:
             self._closed = True
             feeds = list(self._feeds.values())
             self._feeds.clear()
         for feed in feeds:
-            feed.closed.set()
-            with feed._lock:
-                viewers = list(feed._viewers)
-            for mailbox in viewers:
-                mailbox.close()
+            feed.close()
         for feed in feeds:
             feed.thread.join(timeout=5)
 
     def feeds(self) -> dict[tuple[str, bool], CameraFeed]:
+        """The running feeds (retired ones are forgotten here)."""
         with self._lock:
+            self._feeds = {k: f for k, f in self._feeds.items() if not f.retired}
             return dict(self._feeds)
 
-    def viewer_count(self, cam: str) -> int:
-        return sum(f.viewers() for (c, _), f in self.feeds().items() if c == cam)
+    def viewer_counts(self) -> dict[str, int]:
+        """Viewers per camera in this process (annotated and raw feeds together)."""
+        out: dict[str, int] = {}
+        for (cam, _raw), feed in self.feeds().items():
+            out[cam] = out.get(cam, 0) + feed.viewers()
+        return out

@@ -1,5 +1,5 @@
-"""`framecast web`: the dashboard, MJPEG feeds and APIs, served by gunicorn with gevent workers
-(no worker timeout, so long-lived streams live); `--dev` uses Flask's development server instead."""
+"""`framecast web`: the dashboard, MJPEG feeds and APIs, served by gunicorn with gevent processes
+(no timeout, so long-lived streams live); `--dev` uses Flask's development server instead."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_args(parser, cameras=False)
     parser.add_argument("--host", help="address to listen on (default: web.host, 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port (default: web.port, 8000)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="gunicorn processes (each reads every watched camera once; default 1)")
+    parser.add_argument("--processes", "--workers", type=int, default=1, dest="processes",
+                        help="gunicorn processes (each reads every watched camera once; default 1); "
+                             "--workers is the older name")
     parser.add_argument("--dev", action="store_true", help="Flask's development server (threads), not gunicorn")
     return parser
 
@@ -35,5 +36,5 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from web.serving import WebServer
 
-        WebServer(settings, max(1, args.workers)).run()
+        WebServer(settings, max(1, args.processes)).run()
     return 0

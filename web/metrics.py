@@ -1,10 +1,11 @@
 """The web tier's Prometheus metrics (per camera; per-viewer labels would grow without bound).
 
-With several gunicorn processes (`framecast web --workers N`) they live in prometheus_client's
+With several gunicorn processes (`framecast web --processes N`) they live in prometheus_client's
 multiprocess files (web.serving sets that up) and /metrics sums them over the live processes.
 """
 
 import os
+from functools import cache
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -23,12 +24,58 @@ READ_ERRORS = Counter("framecast_web_stream_read_errors_total",
                       "Failed reads of a camera's stream (Redis unavailable or restarting)", ["camera"])
 
 
+class CameraCounts:
+    """Every web metric of one camera, updated through named methods (the labelled series are looked
+    up once, not on every frame)."""
+
+    def __init__(self, cam: str):
+        self._viewers = VIEWERS.labels(camera=cam)
+        self._sent = FRAMES_SENT.labels(camera=cam)
+        self._bytes = BYTES_OUT.labels(camera=cam)
+        self._skipped = FRAMES_SKIPPED.labels(camera=cam)
+        self._out_of_order = FRAMES_OUT_OF_ORDER.labels(camera=cam)
+        self._no_signal = NO_SIGNAL.labels(camera=cam)
+        self._read_errors = READ_ERRORS.labels(camera=cam)
+
+    def viewer_joined(self) -> None:
+        self._viewers.inc()
+
+    def viewer_left(self) -> None:
+        self._viewers.dec()
+
+    def frame_sent(self, size: int) -> None:
+        self._sent.inc()
+        self._bytes.inc(size)
+
+    def frame_skipped(self) -> None:
+        self._skipped.inc()
+
+    def frame_out_of_order(self) -> None:
+        self._out_of_order.inc()
+
+    def went_to_no_signal(self) -> None:
+        self._no_signal.inc()
+
+    def read_failed(self) -> None:
+        self._read_errors.inc()
+
+
+@cache
+def counts_for(cam: str) -> CameraCounts:
+    """The one CameraCounts of `cam` in this process."""
+    return CameraCounts(cam)
+
+
 def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-def viewers_of_all_processes() -> dict[str, int]:
-    """Viewers per camera summed over the live web processes (multiprocess mode only)."""
+def viewers_per_camera(this_process: dict[str, int]) -> dict[str, int]:
+    """Viewers per camera on this host: `this_process`'s own counts, or with several web processes the
+    sum over the live ones, read from the multiprocess metrics files (the only place where one process
+    can see another's viewers)."""
+    if not multiprocess():
+        return this_process
     out: dict[str, int] = {}
     for family in registry().collect():
         if family.name == "framecast_web_viewers":
@@ -46,4 +93,3 @@ def registry() -> CollectorRegistry:
     merged = CollectorRegistry()
     MultiProcessCollector(merged)
     return merged
-

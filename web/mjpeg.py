@@ -1,4 +1,4 @@
-"""MJPEG multipart framing and the "no signal" picture. Pure functions, called once per frame."""
+"""MJPEG multipart framing and the "no signal" picture: pure functions, run once per frame (not per viewer)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 
 import cv2
 import numpy as np
+
+from common import jpeg
 
 BOUNDARY = "frame"
 MIMETYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
@@ -24,12 +26,12 @@ def part(jpeg: bytes, seq: int | None = None, ts_ns: int | None = None) -> bytes
     return headers.encode() + b"\r\n" + jpeg + f"\r\n--{BOUNDARY}\r\n".encode()
 
 
-def no_signal_jpeg(camera_id: str, width: int = 640, height: int = 360, since: float | None = None) -> bytes:
+def no_signal_jpeg(cam: str, width: int = 640, height: int = 360, since: float | None = None) -> bytes:
     """A dark frame saying NO SIGNAL with the camera id: shown instead of a frozen picture."""
     image = np.full((height, width, 3), 24, np.uint8)
     cv2.rectangle(image, (0, 0), (width - 1, height - 1), (60, 60, 200), 4)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    lines = [("NO SIGNAL", 1.4, (80, 80, 235)), (camera_id, 0.8, (220, 220, 220))]
+    lines = [("NO SIGNAL", 1.4, (80, 80, 235)), (cam, 0.8, (220, 220, 220))]
     if since is not None:
         lines.append(("last frame " + time.strftime("%H:%M:%S", time.localtime(since)), 0.6, (160, 160, 160)))
     y = height // 2 - 30
@@ -37,4 +39,4 @@ def no_signal_jpeg(camera_id: str, width: int = 640, height: int = 360, since: f
         (tw, th), _ = cv2.getTextSize(text, font, scale, 2)
         cv2.putText(image, text, ((width - tw) // 2, y), font, scale, colour, 2, cv2.LINE_AA)
         y += th + 24
-    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+    return jpeg.encode(image, quality=70)

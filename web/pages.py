@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request, url_for
 
-from web.app import state
 from web.auth import given_token
+from web.state import state
 
 bp = Blueprint("pages", __name__, static_folder="static", static_url_path="/static", template_folder="templates")
 
 
 @bp.route("/")
 def index():
+    """The dashboard: a tile per configured camera."""
     st = state()
     cameras = [{"id": c.id, "name": c.display_name} for c in st.settings.cameras]
     # With auth on, the request that reached us carried the token; the page passes it on to its

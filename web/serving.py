@@ -1,9 +1,10 @@
-"""Serving the app for production: gunicorn with gevent workers and no worker timeout.
+"""Serving the app for production: gunicorn with gevent processes and no timeout.
 
-gunicorn's default sync workers kill a streaming response after `timeout` seconds (gunicorn #2537),
-so every worker here is a gevent worker with `timeout = 0`. gunicorn's gevent worker monkey-patches
-the process before it loads the app, so the broadcaster's threads, locks and Redis sockets all
-become cooperative greenlets.
+gunicorn's default sync processes ("sync workers" in its terms) kill a streaming response after
+`timeout` seconds (gunicorn #2537), so every process here runs gunicorn's gevent worker class with
+`timeout = 0`. It monkey-patches the process before it loads the app, so the broadcaster's threads,
+locks and Redis sockets all become cooperative greenlets. gunicorn's own log lines go through the
+process's logging set-up (common.logs), so they are formatted and redacted like every other line.
 """
 
 from __future__ import annotations
@@ -15,13 +16,28 @@ import tempfile
 
 import gevent
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventWorker
 
 from common.config import Settings
 
 
-class StreamingGeventWorker(GeventWorker):
-    """A gevent worker that ends its never-ending responses (MJPEG, followed NDJSON) on SIGTERM, so a
+class GunicornLogs(Logger):
+    """gunicorn's error and access logs without gunicorn's own handlers: their records go to the root
+    logger, whose formatter redacts credentials. gunicorn writes request URIs as they are (a failed
+    request is logged as "Error handling request GET /...?token=..."), so its own handlers would
+    leak the token."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)  # not closed: gunicorn's handlers may wrap sys.stderr
+            logger.propagate = True
+
+
+class StreamingGeventProcess(GeventWorker):
+    """A gevent process that ends its never-ending responses (MJPEG, followed NDJSON) on SIGTERM, so a
     restart does not wait out the graceful timeout on streams that would never finish."""
 
     def handle_exit(self, sig, frame):
@@ -47,14 +63,14 @@ class StreamingGeventWorker(GeventWorker):
             raise StopIteration
 
 
-def _metrics_dir_for(workers: int) -> str | None:
+def _metrics_dir_for(processes: int) -> str | None:
     """With several processes, a fresh directory for prometheus_client's multiprocess mode, so that
     /metrics (answered by any one process) sums all of them; None with one process.
 
     prometheus_client picks its value storage when it is first imported, from PROMETHEUS_MULTIPROC_DIR,
     so this must run before anything in this (master) process imports it; the workers import it
     after the fork. A directory the operator set is used as it is, and left in place."""
-    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if processes < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return None
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prometheus_client was imported before multiprocess mode was chosen")
@@ -63,21 +79,21 @@ def _metrics_dir_for(workers: int) -> str | None:
     return path
 
 
-def _worker_exited(_server, worker) -> None:
+def _process_exited(_arbiter, process) -> None:
     """gunicorn's child_exit hook: a dead process's live gauges (viewers, readers) stop counting."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(process.pid)
 
 
 class WebServer(BaseApplication):
     """gunicorn, configured programmatically from Settings (no gunicorn config file is read)."""
 
-    def __init__(self, settings: Settings, workers: int):
+    def __init__(self, settings: Settings, processes: int):
         self.settings = settings
-        self.workers = workers
-        self.metrics_dir = _metrics_dir_for(workers)
+        self.processes = processes
+        self.metrics_dir = _metrics_dir_for(processes)
         super().__init__()
 
     def run(self):
@@ -90,22 +106,23 @@ class WebServer(BaseApplication):
     def load_config(self):
         options = {
             "bind": f"{self.settings.web.host}:{self.settings.web.port}",
-            "workers": self.workers,
-            "worker_class": f"{__name__}.StreamingGeventWorker",
+            "workers": self.processes,
+            "worker_class": f"{__name__}.StreamingGeventProcess",
             "worker_connections": 2000,
             "timeout": 0,            # never kill a worker for a long-lived MJPEG response
             "graceful_timeout": 10,  # for ordinary requests; streams end at once on SIGTERM
             "keepalive": 5,
-            "accesslog": None,       # URLs may carry ?token=
+            "accesslog": None,       # off; were it on, its lines would be redacted too (GunicornLogs)
             "loglevel": "warning",
+            "logger_class": f"{__name__}.GunicornLogs",
             "proc_name": "framecast-web",
-            "child_exit": _worker_exited,
+            "child_exit": _process_exited,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self):
-        """Runs in each worker after gevent has patched it, so the app's locks and sockets cooperate."""
+        """Runs in each process after gevent has patched it, so the app's locks and sockets cooperate."""
         from web.app import create_app
 
         return create_app(self.settings)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.wsgi import ClosingIterator
 
 from common import envelope
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
 from web import mjpeg
-from web.app import state
+from web.query import flag
+from web.state import state
+from web.streams import stream_key
 
 bp = Blueprint("video", __name__)
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache, no-store"}
@@ -21,14 +25,19 @@ def video_feed(cam: str) -> Response:
     """multipart/x-mixed-replace MJPEG of a camera's annotated frames (`?raw=1`: the producer's)."""
     st = state()
     st.settings.camera(cam)
-    raw = request.args.get("raw") in ("1", "true", "yes")
+    raw = flag("raw")
+    release = st.stream_limit.acquire(request.remote_addr or "")
+    if release is None:
+        limit = st.stream_limit.per_client
+        return jsonify(error="too many streams", message=f"at most {limit} video streams per client at once; "
+                                                          "close one and retry"), 429
     # A viewer that stops reading blocks our writes once its socket buffers fill: a timeout on the
     # connection ends the response then, and the viewer is dropped (gunicorn and werkzeug expose it).
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     if sock is not None:
         sock.settimeout(st.settings.web.write_timeout)
 
-    def generate():
+    def generate() -> Iterator[bytes]:
         """Runs on the viewer's own thread/greenlet: send whatever its mailbox holds, newest first.
 
         It subscribes when the server starts sending, not before: a client gone before then never
@@ -43,7 +52,9 @@ def video_feed(cam: str) -> Response:
         finally:
             st.broadcaster.unsubscribe(mailbox, raw=raw)
 
-    return Response(generate(), mimetype=mjpeg.MIMETYPE, headers=STREAM_HEADERS, direct_passthrough=True)
+    # The server closes the response however it ends, started or not: that releases the stream's slot.
+    body = ClosingIterator(generate(), [release])
+    return Response(body, mimetype=mjpeg.MIMETYPE, headers=STREAM_HEADERS, direct_passthrough=True)
 
 
 @bp.route("/snapshot/<cam>.jpg")
@@ -51,9 +62,7 @@ def snapshot(cam: str) -> Response:
     """The newest annotated frame (one Redis read), or 503 when there is no fresh one."""
     st = state()
     st.settings.camera(cam)
-    raw = request.args.get("raw") in ("1", "true", "yes")
-    key = st.keys.frames(cam) if raw else st.keys.annotated(cam)
-    entries = st.client.xrevrange(key, count=1)
+    entries = st.client.xrevrange(stream_key(st.keys, cam, flag("raw")), count=1)
     frame = None
     if entries:
         try:

@@ -127,6 +127,22 @@ def test_detection_history_since_and_limit(client_for, redis_client):
     assert client.get("/api/cameras/cam1/detections?limit=0").status_code == 400
 
 
+@pytest.mark.parametrize("since", ["99999999999999999999", "18446744073709551616", "1-18446744073709551616",
+                                   "18446744073709551616-0", "-1", "1-2-3", "1e3"])
+def test_detection_history_rejects_since_outside_a_stream_id(client_for, redis_client, since):
+    _fill_detections(redis_client, 3, pad=0)
+    response = client_for().get(f"/api/cameras/cam1/detections?since={since}")
+    assert response.status_code == 400 and "since" in response.json["message"]
+
+
+def test_detection_history_since_the_largest_stream_id_is_empty(client_for, redis_client):
+    _fill_detections(redis_client, 3, pad=0)
+    client = client_for()
+    for since in ("18446744073709551615-18446744073709551615", "18446744073709551615"):
+        response = client.get(f"/api/cameras/cam1/detections?since={since}")
+        assert response.status_code == 200 and response.get_data() == b"", since
+
+
 def test_live_detections_keep_coming(client_for, redis_client):
     client = client_for()
     response = client.get("/api/cameras/cam1/detections?follow=1", buffered=False)
@@ -171,6 +187,23 @@ def test_readyz_reflects_whether_frames_flow(client_for, redis_client):
         assert response.status_code == 200, response.json
         assert response.json["ready"] is True
     assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_every_response_carries_the_security_headers(client_for, redis_client):
+    client = client_for(token="s3cret-token")
+    publish(redis_client, "cam1", 1)
+    responses = [client.get(path) for path in (
+        "/?token=s3cret-token", "/static/dashboard.js?token=s3cret-token", "/api/cameras?token=s3cret-token",
+        "/snapshot/cam1.jpg?token=s3cret-token", "/api/cameras/nope?token=s3cret-token", "/api/cameras",
+        "/healthz", "/metrics?token=s3cret-token", "/api/cameras/cam1/detections?since=x&token=s3cret-token")]
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 404, 401, 200, 200, 400]
+    for response in responses:
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        csp = dict(part.strip().split(" ", 1) for part in response.headers["Content-Security-Policy"].split(";"))
+        assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
+        assert csp["img-src"] == "'self' blob:" and csp["connect-src"] == "'self'"
+        assert csp["frame-ancestors"] == "'none'"
 
 
 def test_metrics_and_dashboard(client_for):

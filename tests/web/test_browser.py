@@ -72,32 +72,36 @@ def test_dashboard_shows_moving_video(web_process, redis_client):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         js_errors = []
         page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+        # The page runs under the server's Content-Security-Policy (so the test's own predicates are
+        # functions, not strings to eval); anything the policy blocks shows up in the console.
+        blocked = []
+        page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
         page.goto(server.url + "/")
         tile = page.locator('.tile[data-camera="cam1"] img')
-        page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0", timeout=20000)
-        page.wait_for_function("/in [1-9]/.test(document.querySelector('.stats').textContent)", timeout=20000)
+        page.wait_for_function("() => document.querySelector('.tile img').naturalWidth > 0", timeout=20000)
+        page.wait_for_function("() => /in [1-9]/.test(document.querySelector('.stats').textContent)", timeout=20000)
         first = tile.screenshot()
         time.sleep(1.0)
         second = tile.screenshot()
         snapshot_tile = page.locator('.tile[data-camera="cam5"] img')
         assert snapshot_tile.get_attribute("data-mode") == "snapshot"
-        page.wait_for_function("document.querySelector('.tile[data-camera=cam5] img').naturalWidth > 0",
+        page.wait_for_function("() => document.querySelector('.tile[data-camera=cam5] img').naturalWidth > 0",
                                timeout=20000)
-        page.wait_for_function("document.querySelector('.tile[data-camera=cam6]').classList.contains('offline')",
+        page.wait_for_function("() => document.querySelector('.tile[data-camera=cam6]').classList.contains('offline')",
                                timeout=20000)
         snapshot_src = snapshot_tile.get_attribute("src")
-        page.wait_for_function(f"document.querySelector('.tile[data-camera=cam5] img').src !== '{snapshot_src}'",
+        page.wait_for_function(f"() => document.querySelector('.tile[data-camera=cam5] img').src !== '{snapshot_src}'",
                                timeout=20000)  # the snapshot tile refreshes
         viewers = _viewers(server)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         stats = page.locator('.tile[data-camera="cam1"] .stats').inner_text()
         status = page.locator('.tile[data-camera="cam1"] .status').inner_text()
         page.locator('.tile[data-camera="cam1"]').click()  # enlarge: the zoomed view plays the MJPEG feed
-        page.wait_for_function("document.querySelector('#zoom img').naturalWidth > 0", timeout=20000)
+        page.wait_for_function("() => document.querySelector('#zoom img').naturalWidth > 0", timeout=20000)
         assert page.locator("#zoom").is_visible()
         assert tile.get_attribute("src") is None  # the tile's feed pauses: one connection per camera
         page.keyboard.press("Escape")
-        page.wait_for_function("document.querySelector('.tile img').getAttribute('src')", timeout=10000)
+        page.wait_for_function("() => document.querySelector('.tile img').getAttribute('src')", timeout=10000)
         assert not page.locator("#zoom").is_visible()
         # The web server restarts under the page: the tile's watchdog reconnects and the video moves again.
         server.restart()
@@ -112,6 +116,7 @@ def test_dashboard_shows_moving_video(web_process, redis_client):
         browser.close()
     assert moving_again, "the tile did not recover after the web server restarted: " + debug
     assert js_errors == []
+    assert blocked == []
     assert viewers == {"cam1": 1, "cam2": 1, "cam3": 1, "cam4": 1}  # four MJPEG connections, no more
     assert first != second, "the camera tile did not change in a second: the video is not moving"
     assert "fps" in stats and "workers 1" in stats and status == "live"

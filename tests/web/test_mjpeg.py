@@ -124,3 +124,33 @@ def test_a_viewer_that_stops_reading_is_dropped(live_server, redis_client):
             time.sleep(0.1)
         assert feed.viewers() == 0
         stalled.close()
+
+
+def test_streams_per_client_are_capped_and_released_when_they_end(live_server, redis_client):
+    server = live_server(max_streams_per_client=2)
+    with Publisher(redis_client, "cam1", fps=20):
+        first, second = server.get("/video_feed/cam1"), server.get("/video_feed/cam1?raw=1")
+        assert first.status == 200 and second.status == 200
+        refused = server.get("/video_feed/cam2")
+        assert refused.status == 429 and b"at most 2 video streams" in refused.read()
+        assert len(read_parts(first, 2)) == 2
+        assert server.get("/snapshot/cam1.jpg").status == 200  # only streams count
+        assert first.getheader("X-Content-Type-Options") == "nosniff" and first.getheader("Content-Security-Policy")
+        first.close()  # the server notices at its next write, ends the stream and frees its slot
+        deadline = time.monotonic() + 15
+        while (third := server.get("/video_feed/cam1")).status == 429:
+            third.close()
+            assert time.monotonic() < deadline, "the closed stream's slot was never released"
+            time.sleep(0.2)
+        assert len(read_parts(third, 2)) == 2
+        third.close()
+        second.close()
+
+
+def test_no_cap_on_streams_when_set_to_zero(live_server, redis_client):
+    server = live_server(max_streams_per_client=0)
+    with Publisher(redis_client, "cam1", fps=20):
+        responses = [server.get("/video_feed/cam1") for _ in range(20)]
+        assert all(response.status == 200 for response in responses)
+        for response in responses:
+            response.close()

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import psutil
 
-from tests.web.conftest import Publisher, read_parts
+from tests.web.conftest import Publisher, WebProcess, read_parts
 
 
 def _metric(server, name: str) -> float:
@@ -128,3 +128,30 @@ def test_several_processes_report_metrics_summed_over_all_of_them(web_process, r
             response.close()
     server.stop()
     assert set(Path(tempfile.gettempdir()).glob("framecast-web-metrics-*")) == before  # cleaned up
+
+
+def _raw_request(port: int, data: bytes) -> bytes:
+    """Send bytes as they are (a malformed request cannot be sent with http.client) and read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        return sock.recv(65536)
+
+
+def test_token_never_reaches_the_logs_even_when_a_request_fails_inside_gunicorn(own_redis, write_config):
+    token = "tok-4c3b2a19f8e7"
+    path = write_config([{"id": "cam1", "source": "pattern"}], redis_url=own_redis.url, log_level="DEBUG",
+                        web={"token": token})
+    server = WebProcess(path)
+    try:
+        assert server.get(f"/api/cameras?token={token}").status == 200
+        # gunicorn answers a malformed request line itself, and logs it with the line it read
+        reply = _raw_request(server.port, f"GET /api/cameras?token={token} HTTP/1.1 junk\r\n\r\n".encode())
+        assert reply.startswith(b"HTTP/1.1 400")
+        # a response generator that raises before its first chunk: gunicorn logs the request's URI
+        assert server.get(f"/api/cameras/cam1/detections?since=99999999999999999999&token={token}").status >= 400
+        own_redis.kill()
+        assert server.get(f"/api/cameras/cam1/detections?token={token}", timeout=60).status >= 500
+    finally:
+        output = server.stop()
+    assert "Invalid request from ip=" in output and "Error handling request GET" in output, output
+    assert token not in output, output

@@ -1,0 +1,39 @@
+"""The state one web process's routes share, and how a route finds it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import redis
+from flask import current_app
+
+from common.config import Settings
+from common.keys import Keys
+from web.broadcaster import Broadcaster
+from web.limits import StreamLimit
+
+EXTENSION = "framecast"  # the key of WebState in app.extensions
+
+
+@dataclass
+class WebState:
+    """Everything the routes of one web process share."""
+
+    settings: Settings
+    client: redis.Redis
+    keys: Keys
+    broadcaster: Broadcaster
+    stream_limit: StreamLimit
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def shutdown(self) -> None:
+        """End every stream (MJPEG viewers, followed detections) so the process can exit promptly
+        (SIGTERM in production)."""
+        self.stopping.set()
+        self.broadcaster.close()
+
+
+def state() -> WebState:
+    """The WebState of the app handling the current request."""
+    return current_app.extensions[EXTENSION]
