@@ -165,7 +165,8 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framecast up", description=__doc__.splitlines()[0])
+    summary, workers = (" ".join(part.split()) for part in __doc__.split("\n\n"))
+    parser = argparse.ArgumentParser(prog="framecast up", description=summary, epilog=workers)
     parser.add_argument("--config", "-c", default=os.environ.get("FRAMECAST_CONFIG", "cameras.yaml"),
                         help="camera config (default: cameras.yaml)")
     parser.add_argument("--workers", type=parse_workers, default="2", metavar="N|ID=N,...",
