@@ -28,6 +28,7 @@ from pydantic import (
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
 from common.events_config import EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones
 from common.redaction import redact_url
+from common.redis_url import parse_redis_url
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_CONFIG_FILE = "cameras.yaml"
@@ -169,7 +170,8 @@ class WebConfig(_Model):
 class Settings(_Model):
     """The whole framecast configuration."""
 
-    redis_url: SecretStr = Field(SecretStr(DEFAULT_REDIS_URL), description="redis:// or rediss:// URL")
+    redis_url: SecretStr = Field(SecretStr(DEFAULT_REDIS_URL),
+                                 description="redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL")
     key_prefix: str = Field("fc", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="prefix of every Redis key")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -191,9 +193,7 @@ class Settings(_Model):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if not re.match(r"^(redis|rediss|unix)://", url):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        parse_redis_url(value.get_secret_value())  # its errors never quote the URL
         return value
 
     @model_validator(mode="after")

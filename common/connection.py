@@ -1,47 +1,134 @@
-"""The Redis connection factory and the reconnect backoff shared by every service loop."""
+"""The Redis connection factory and the reconnect backoff shared by every service loop.
+
+One URL selects the topology (`common.redis_url`): a single server, a Redis Cluster, or the primary of
+a Sentinel-managed replica set, followed across failovers.
+"""
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 
 import redis
+import redis.cluster
+import redis.sentinel
 from pydantic import SecretStr
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from common.redaction import redact_text
+from common.redis_url import RedisTarget, parse_redis_url
 
-# Errors that mean "Redis is unreachable or restarting": loops back off and reconnect on these.
+# Errors that mean "Redis is unreachable, restarting or failing over": loops back off and retry on
+# these, and the web tier answers 503 instead of 500.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
+    redis.exceptions.ConnectionError,  # also BusyLoadingError, MasterNotFoundError (Sentinel)
     redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterDownError,  # CLUSTERDOWN / MASTERDOWN while a cluster fails over
+    redis.exceptions.TryAgainError,  # TRYAGAIN while a slot migrates
+    redis.exceptions.SlotNotCoveredError,  # a slot whose master died and has no successor yet
+    redis.exceptions.ReadOnlyError,  # a write reached a primary that was just demoted
     ConnectionResetError,
     BrokenPipeError,
 )
 
+# Retried inside the client (with backoff) before an error reaches a loop.
+_RETRY_ON = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError]
+# A cluster client needs one reachable node to start; how long `connect` waits for one.
+CLUSTER_STARTUP_WAIT = 30.0
 
-def connect(url: str | SecretStr, *, socket_timeout: float = 10.0, retries: int = 3, **kwargs) -> redis.Redis:
-    """A Redis client for `url` (redis://, rediss://, unix://; password and ACL user in the URL).
+
+def connect(url: str | SecretStr, *, socket_timeout: float = 10.0, retries: int = 3, **kwargs):
+    """A Redis client for `url`: redis://, rediss://, unix:// (one server), redis+cluster:// or
+    redis+sentinel:// (and their rediss+ TLS forms); password and ACL user in the URL.
 
     Commands are retried with exponential backoff on connection loss before an error reaches the
-    caller; hiredis parses replies when it is installed. The connection is opened lazily.
+    caller; hiredis parses replies when it is installed. A single-server or Sentinel client connects
+    lazily; a cluster client reads the slot map at once, waiting up to CLUSTER_STARTUP_WAIT seconds
+    for a reachable node.
     """
     if isinstance(url, SecretStr):
         url = url.get_secret_value()
+    target = parse_redis_url(url)
+    common = {"socket_timeout": socket_timeout, "socket_connect_timeout": 5.0, "socket_keepalive": True,
+              "health_check_interval": 30, **kwargs}
+    if target.topology == "cluster":
+        return _connect_cluster(target, retries, common)
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
-    return redis.Redis.from_url(
-        url,
-        retry=retry,
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                        redis.exceptions.BusyLoadingError],
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=5.0,
-        socket_keepalive=True,
-        health_check_interval=30,
-        **kwargs,
-    )
+    if target.topology == "sentinel":
+        return _connect_sentinel(target, retry, common)
+    return redis.Redis.from_url(target.url, retry=retry, retry_on_error=_RETRY_ON, **common)
+
+
+def _tls_kwargs(target: RedisTarget) -> dict:
+    if not target.tls:
+        return {}
+    out: dict = {"ssl": True, **target.tls_options}
+    if "ssl_check_hostname" in out:
+        out["ssl_check_hostname"] = out["ssl_check_hostname"].lower() in ("1", "true", "yes")
+    return out
+
+
+def _connect_cluster(target: RedisTarget, retries: int, common: dict) -> redis.cluster.RedisCluster:
+    """A cluster client over the startup nodes; MOVED and ASK are followed, and CLUSTERDOWN, TRYAGAIN
+    and a dead master are retried (with a fresh slot map) before the error reaches the caller."""
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.hosts]
+    deadline = time.monotonic() + CLUSTER_STARTUP_WAIT
+    backoff = Backoff(base=0.2, cap=2.0)
+    while True:
+        try:
+            return redis.cluster.RedisCluster(
+                startup_nodes=nodes, username=target.username, password=target.password,
+                retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), max(retries, 1)),
+                **_tls_kwargs(target), **common)
+        except (redis.exceptions.RedisClusterException, *CONNECTION_ERRORS) as exc:
+            if isinstance(exc, redis.exceptions.AuthenticationError) or time.monotonic() > deadline:
+                hosts = ",".join(f"{h}:{p}" for h, p in target.hosts)
+                raise redis.exceptions.ConnectionError(
+                    f"no usable Redis Cluster at {hosts}: {describe_error(exc)}") from exc
+            time.sleep(backoff.next_delay())
+
+
+def _connect_sentinel(target: RedisTarget, retry: Retry, common: dict) -> redis.Redis:
+    """A client of `service`'s primary: each new connection asks the Sentinels where it is, and a
+    connection that finds its server demoted (READONLY) is dropped and re-resolved, so a failover is
+    followed as soon as the Sentinels have promoted a replica."""
+    tls = _tls_kwargs(target)
+    sentinel_kwargs = {k: v for k, v in common.items() if k.startswith("socket_")}
+    sentinel_kwargs.update(username=target.sentinel_username, password=target.sentinel_password, **tls)
+    sentinel = redis.sentinel.Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(
+        target.service, username=target.username, password=target.password, db=target.db,
+        retry=retry, retry_on_error=_RETRY_ON, **tls, **common)
+
+
+def is_cluster(client) -> bool:
+    return isinstance(client, redis.cluster.RedisCluster)
+
+
+def is_writable_primary(client) -> bool:
+    """True if writes through `client` land on a primary: ROLE is master (one server, Sentinel), or
+    every primary of a cluster says cluster_state:ok (all slots served). False on a replica, a
+    read-only node, a cluster that is failing over, or when a node cannot be reached."""
+    try:
+        if is_cluster(client):
+            replies = client.execute_command("CLUSTER INFO", target_nodes=client.get_primaries())
+            if not isinstance(replies, dict) or not replies:
+                return False
+            if "cluster_state" in replies:  # one primary answered: redis-py returns its reply as is
+                replies = {"": replies}
+            return all(_field(info, "cluster_state") == "ok" for info in replies.values())
+        role = client.execute_command("ROLE")
+    except CONNECTION_ERRORS:
+        return False
+    first = role[0] if role else b""
+    return (first.decode() if isinstance(first, bytes) else str(first)) == "master"
+
+
+def _field(info, name: str) -> str:
+    value = info.get(name, "") if isinstance(info, dict) else ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 # before the host is a credential.
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<cred>[^/\s@]+)@")
 # ?password=..., &token=..., etc.
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|pass|token|key|secret|auth)=)[^&\s#]+")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:\w+_)?(?:password|passwd|pwd|pass|token|key|secret|auth)=)[^&\s#]+")
 
 REDACTED = "***"
 
@@ -23,10 +23,8 @@ def redact_url(url: str) -> str:
     except ValueError:
         return redact_text(url)
     if parts.scheme and (parts.username is not None or parts.password is not None):
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=f"{REDACTED}@{host}")
+        # the netloc after the credentials as written: one host, or a cluster's host,host list
+        parts = parts._replace(netloc=f"{REDACTED}@{parts.netloc.rpartition('@')[2]}")
         url = urlunsplit(parts)
     return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, url)
 

@@ -1,4 +1,7 @@
-"""A real redis-server on a free loopback port, started and stopped by test fixtures."""
+"""A real redis-server on a free loopback port, for tests and benchmarks (never fakeredis).
+
+Several of them make the other topologies: `framecast.redis_topologies`.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +31,12 @@ def redis_binary() -> str:
 class RedisServer:
     """One redis-server process; `restart` keeps the port so clients can reconnect to it."""
 
-    def __init__(self, port: int | None = None, password: str | None = None):
+    def __init__(self, port: int | None = None, password: str | None = None,
+                 replicaof: tuple[str, int] | None = None, args: list[str] | None = None):
         self.port = port or free_port()
         self.password = password
+        self.replicaof = replicaof
+        self.args = list(args or [])
         self.dir = Path(tempfile.mkdtemp(prefix="framecast-redis-"))
         self.proc: subprocess.Popen | None = None
 
@@ -43,7 +49,10 @@ class RedisServer:
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no", "--loglevel", "warning"]
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replicaof:
+            args += ["--replicaof", self.replicaof[0], str(self.replicaof[1])]
+        args += self.args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)

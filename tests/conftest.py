@@ -13,6 +13,7 @@ from common.keys import Keys
 from framecast.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.topologies"]  # Redis Cluster and Sentinel fixtures
 
 
 @pytest.fixture(scope="session")

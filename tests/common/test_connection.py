@@ -1,9 +1,17 @@
+import os
+import socket
+import time
+
 import pytest
 import redis
+import redis.sentinel
 
-from common.connection import connect
+from common.config import Settings, load_config
+from common.connection import connect, is_writable_primary
+from common.errors import ConfigError
 from common.keys import Keys
-from common.registry import deregister, heartbeat, live_members
+from common.redis_url import parse_redis_url
+from common.registry import deregister, heartbeat, live_members, member_id
 from common.stats import StatsWriter, read_stats
 from framecast.redis_server import RedisServer
 
@@ -67,3 +75,81 @@ def test_registry_lists_live_members_only(redis_client):
     deregister(redis_client, keys, "worker", "h-1")
     redis_client.delete(keys.worker("h-2"))  # as if its TTL ran out
     assert live_members(redis_client, keys, "worker") == []
+
+
+# ---- URL forms and identity ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, message", [
+    ("http://h:1", "must start with redis://"),
+    ("redis+cluster://:pw@h:1,h:2/3", "only database 0"),
+    ("redis+cluster://:pw@h:1?password=pw", r"unknown redis\+cluster:// option .password."),
+    ("redis+cluster://:pw@h:1,h:port", "not a number"),
+    ("redis+sentinel://:pw@h:1,h:2", "name the Sentinel service"),
+    ("redis+sentinel://:pw@h:1/svc?ssl_ca_certs=x", r"unknown redis\+sentinel:// option"),
+])
+def test_bad_redis_urls_are_refused_without_echoing_them(write_config, url, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write_config([], redis_url=url), env={})
+    assert "pw" not in str(info.value)
+
+
+def test_topology_urls_parse_to_their_parts():
+    cluster = parse_redis_url("rediss+cluster://user:p%40ss@10.0.0.1:7000,[::1]:7001?ssl_ca_certs=/ca.pem")
+    assert (cluster.topology, cluster.tls, cluster.hosts) == ("cluster", True, (("10.0.0.1", 7000), ("::1", 7001)))
+    assert (cluster.username, cluster.password, cluster.tls_options) == ("user", "p@ss", {"ssl_ca_certs": "/ca.pem"})
+    assert "p@ss" not in repr(cluster)
+    sentinel = parse_redis_url("redis+sentinel://:pw@s1,s2:26380/mymaster?sentinel_password=spw&db=2")
+    assert sentinel.hosts == (("s1", 26379), ("s2", 26380))
+    assert (sentinel.service, sentinel.db, sentinel.password, sentinel.sentinel_password) == ("mymaster", 2, "pw", "spw")
+    display = Settings(redis_url="redis+sentinel://:pw@s1,s2:26380/mymaster?sentinel_password=spw").redis_url_display
+    assert display == "redis+sentinel://***@s1,s2:26380/mymaster?sentinel_password=***"
+
+
+def test_tls_sentinel_url_uses_tls_connections():
+    client = connect("rediss+sentinel://:pw@127.0.0.1:1/mymaster?ssl_cert_reqs=none")  # lazy: nothing is dialled
+    assert client.connection_pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    assert client.connection_pool.connection_kwargs["ssl_cert_reqs"] == "none"
+
+
+def test_member_ids_are_unique_per_call_and_configurable(monkeypatch):
+    first, second = member_id(), member_id()
+    assert first != second
+    prefix = f"{socket.gethostname()}-{os.getpid()}-"
+    assert first.startswith(prefix) and second.startswith(prefix)
+    monkeypatch.setenv("FRAMECAST_INSTANCE_ID", "edge-7.worker-a")
+    assert member_id() == member_id() == "edge-7.worker-a"
+    monkeypatch.setenv("FRAMECAST_INSTANCE_ID", "bad id {x}")
+    with pytest.raises(ConfigError, match="FRAMECAST_INSTANCE_ID"):
+        member_id()
+
+
+def test_heartbeat_carries_the_ip_and_prunes_long_dead_members(redis_client, redis_url):
+    keys = Keys("fc")
+    client = connect(redis_url)
+    redis_client.zadd(keys.workers, {"gone-long-ago": time.time() - 100_000})
+    heartbeat(client, keys, "worker", "w-1", {"cameras": ["a"]}, ttl=10)
+    assert [m.decode() for m in redis_client.zrange(keys.workers, 0, -1)] == ["w-1"]
+    assert live_members(client, keys, "worker")[0]["ip"] == "127.0.0.1"
+
+
+@pytest.fixture
+def primary_and_replica():
+    primary = RedisServer().start()
+    replica = RedisServer(replicaof=("127.0.0.1", primary.port)).start()
+    yield primary, replica
+    replica.cleanup()
+    primary.cleanup()
+
+
+def test_registry_reads_work_on_a_read_only_replica(primary_and_replica):
+    primary, replica = primary_and_replica
+    keys = Keys("fc")
+    writer, reader = connect(primary.url), connect(replica.url)
+    heartbeat(writer, keys, "worker", "w-1", {"cameras": ["a"]}, ttl=30)
+    heartbeat(writer, keys, "worker", "w-2", {"cameras": ["b"]}, ttl=30)
+    writer.delete(keys.worker("w-2"))  # expired: a reader that pruned would have to write
+    assert writer.execute_command("WAIT", 1, 5000) == 1
+    with pytest.raises(redis.exceptions.ReadOnlyError):
+        reader.set("x", 1)
+    assert [m["id"] for m in live_members(reader, keys, "worker")] == ["w-1"]
+    assert is_writable_primary(writer) and not is_writable_primary(reader)
