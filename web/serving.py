@@ -68,7 +68,7 @@ def _metrics_dir_for(processes: int) -> str | None:
     /metrics (answered by any one process) sums all of them; None with one process.
 
     prometheus_client picks its value storage when it is first imported, from PROMETHEUS_MULTIPROC_DIR,
-    so this must run before anything in this (master) process imports it; the workers import it
+    so this must run before anything in this (master) process imports it; the processes import it
     after the fork. A directory the operator set is used as it is, and left in place."""
     if processes < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return None
@@ -109,7 +109,7 @@ class WebServer(BaseApplication):
             "workers": self.processes,
             "worker_class": f"{__name__}.StreamingGeventProcess",
             "worker_connections": 2000,
-            "timeout": 0,            # never kill a worker for a long-lived MJPEG response
+            "timeout": 0,            # never kill a process for a long-lived MJPEG response
             "graceful_timeout": 10,  # for ordinary requests; streams end at once on SIGTERM
             "keepalive": 5,
             "accesslog": None,       # off; were it on, its lines would be redacted too (GunicornLogs)
