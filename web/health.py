@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.connection import CONNECTION_ERRORS, describe_error
+from common.connection import CONNECTION_ERRORS, describe_error, is_writable_primary
 from web import metrics as web_metrics
 from web.state import state
 from web.streams import last_entry_age_s
@@ -27,6 +27,9 @@ def readyz():
         st.client.ping()
     except CONNECTION_ERRORS as exc:
         return jsonify(ready=False, redis=False, message=describe_error(exc)), 503
+    if not is_writable_primary(st.client):  # a demoted primary answers PING but takes no frames
+        return jsonify(ready=False, redis=False, message="Redis is not a writable primary (a replica, "
+                       "or a cluster that is failing over)"), 503
     cameras, ready = {}, True
     for camera in st.settings.cameras:
         age = last_entry_age_s(st.client, st.keys.annotated(camera.id))

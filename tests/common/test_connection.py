@@ -153,3 +153,20 @@ def test_registry_reads_work_on_a_read_only_replica(primary_and_replica):
         reader.set("x", 1)
     assert [m["id"] for m in live_members(reader, keys, "worker")] == ["w-1"]
     assert is_writable_primary(writer) and not is_writable_primary(reader)
+
+
+def test_web_reads_work_on_a_replica_and_readyz_says_it_is_not_writable(primary_and_replica, write_config):
+    primary, replica = primary_and_replica
+    from web.app import create_app  # the web tier is a client of common here, not a service under test
+
+    keys = Keys("fc")
+    heartbeat(connect(primary.url), keys, "worker", "w-1", {"cameras": ["cam1"]}, ttl=30)
+    assert connect(primary.url).execute_command("WAIT", 1, 5000) == 1
+    settings = load_config(write_config([{"id": "cam1", "source": "pattern"}], redis_url=replica.url), env={})
+    app = create_app(settings, connect(replica.url))
+    client = app.test_client()
+    assert [w["id"] for w in client.get("/api/workers").get_json()["workers"]] == ["w-1"]
+    assert client.get("/api/cameras").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "not a writable primary" in response.get_json()["message"]
