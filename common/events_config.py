@@ -14,6 +14,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Event ids: capture time of the first sighting, then a random suffix (Frigate's form). Safe as file
+# names and URL parts; the web tier checks ids against this before touching the disk.
+EVENT_ID_RE = re.compile(r"^[0-9]{1,12}\.[0-9]{6}-[0-9a-f]{6}$")
 EVENT_TYPES = ("new", "update", "end")
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]

@@ -1,0 +1,135 @@
+"""One camera's tracking stage, without Redis: detection records in, track ids and events out.
+
+The camera's owner (the process holding its lease) feeds it every processed frame's record as it is
+read from the detections stream; the stage puts records back in (run, seq) order, tracks, runs the
+event lifecycle, keeps the recent frames for clips, writes snapshots, hands ended events' clips to the
+ClipWriter thread, and passes every event message to its sinks (MQTT, webhooks, the Redis event
+store). Everything here runs on the owner's loop; only clip encoding and delivery have threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from common.config import CameraConfig
+from common.events_config import EventStorageConfig
+from worker.events.clips import FrameBuffer, clip_window
+from worker.events.lifecycle import EventLifecycle, EventMessage
+from worker.events.ordering import Reorderer
+from worker.events.recordings import ClipWriter, EventFiles
+from worker.events.tracking import CameraTracker, StaleFrameError
+
+log = logging.getLogger("framecast.events")
+
+CLIP_GRACE = 2.0  # seconds past a clip's post-roll after which it is cut with the frames there are
+
+
+@dataclass(frozen=True)
+class Record:
+    """One processed frame as the tracking stage sees it; `ts` is the capture time in seconds."""
+
+    run: int
+    seq: int
+    ts: float
+    width: int
+    height: int
+    detections: list[list]
+    jpeg: bytes | None = None  # the annotated frame: snapshots and clips are cut from these
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A record in order, with a track id (or None) appended to each detection."""
+
+    record: Record
+    detections: list[list]
+
+
+class CameraEvents:
+    def __init__(self, cam: CameraConfig, storage: EventStorageConfig, *, fps: float | None = None,
+                 reorder_window: float = 0.5, start_id: int = 1, files: EventFiles | None = None,
+                 clips: ClipWriter | None = None, sinks: Iterable[Callable[[EventMessage], None]] = ()):
+        events = cam.events
+        self.cam = cam.id
+        self.storage = storage
+        self.tracker = CameraTracker(max_missed=max(2, math.ceil(events.lost_after * (fps or cam.fps))),
+                                     min_iou=events.track_iou, start_id=start_id)
+        self.lifecycle = EventLifecycle(cam.id, events, cam.zones, cam.lines)
+        self.reorder = Reorderer(reorder_window)
+        self.files = files if events.snapshots else None
+        self.clips = clips if events.clips else None
+        buffered = storage.max_clip_seconds + storage.pre_roll + storage.post_roll + events.lost_after
+        self.frames = FrameBuffer(buffered) if self.clips is not None else None
+        self.sinks = list(sinks)
+        self.stale = 0
+        self._pending_clips: list[tuple[str, float, float]] = []  # (event id, from, to)
+
+    def push(self, record: Record, arrived: float) -> list[Tracked]:
+        """Take one record (`arrived`: monotonic seconds); return the records now released, tracked."""
+        return [self._process(r) for r in self.reorder.push(record.run, record.seq, arrived, record)]
+
+    def tick(self, now: float, wall: float) -> list[Tracked]:
+        """Called when idle: release records that waited long enough, end lost objects' events
+        (`wall`: epoch seconds, compared with capture times), cut clips whose post-roll never came."""
+        out = [self._process(r) for r in self.reorder.pop_due(now)]
+        self._emit(self.lifecycle.expire(wall))
+        self._cut_clips(wall - CLIP_GRACE)
+        return out
+
+    def close(self) -> list[Tracked]:
+        """Shutdown or hand-over: process what is held, end open events, cut their clips now."""
+        out = [self._process(r) for r in self.reorder.flush()]
+        self._emit(self.lifecycle.end_all())
+        self._cut_clips(math.inf)
+        return out
+
+    def _process(self, record: Record) -> Tracked:
+        if self.tracker.run is not None and record.run > self.tracker.run:
+            self._emit(self.lifecycle.end_all())  # a new producer run: its objects are new objects
+        try:
+            tracked = self.tracker.update(record.run, record.seq, record.detections)
+        except StaleFrameError:
+            self.stale += 1
+            return Tracked(record, [[*d[:7], None] for d in record.detections])
+        if self.frames is not None and record.jpeg is not None:
+            self.frames.add(record.ts, record.jpeg)
+        self._emit(self.lifecycle.observe(record.ts, tracked, record.width, record.height, record.jpeg))
+        self._cut_clips(record.ts)
+        return Tracked(record, tracked)
+
+    def _emit(self, messages: list[EventMessage]) -> None:
+        for message in messages:
+            event_id = message.after["id"]
+            if message.snapshot is not None and message.snapshot.jpeg and self.files is not None:
+                try:
+                    self.files.write_snapshot(self.cam, event_id, message.snapshot.jpeg)
+                except OSError as exc:
+                    log.warning("snapshot not written", extra={"camera": self.cam, "event": event_id,
+                                                               "error": str(exc)})
+            if message.type == "end" and self.clips is not None:
+                start, end = clip_window(message.after["start_time"], message.after["end_time"],
+                                         self.storage.pre_roll, self.storage.post_roll,
+                                         self.storage.max_clip_seconds)
+                self._pending_clips.append((event_id, start, end))
+            for sink in self.sinks:
+                try:
+                    sink(message)
+                except Exception as exc:  # noqa: BLE001 - a broken sink must not stop tracking
+                    log.warning("event sink failed", extra={"camera": self.cam, "error": str(exc)})
+
+    def _cut_clips(self, newest: float) -> None:
+        """Hand over the clips whose post-roll has been received (capture time `newest`)."""
+        if not self._pending_clips or self.frames is None or self.clips is None:
+            return
+        waiting = []
+        for event_id, start, end in self._pending_clips:
+            if newest < end:
+                waiting.append((event_id, start, end))
+                continue
+            frames = self.frames.between(start, end)
+            if frames:
+                self.clips.submit(self.cam, event_id, frames)
+        self._pending_clips = waiting
