@@ -25,6 +25,8 @@ from collections import deque
 
 import paho.mqtt.client as mqtt
 
+from common.events_config import MqttConfig
+
 log = logging.getLogger("framecast.mqtt")
 
 PAHO_QUEUE = 100  # messages handed to paho but not yet acknowledged; the rest wait in our queue
@@ -57,6 +59,12 @@ class MqttPublisher:
         self._keepalive = keepalive
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+
+    @classmethod
+    def from_config(cls, config: MqttConfig) -> MqttPublisher:
+        return cls(config.host, config.port, prefix=config.topic_prefix, username=config.username,
+                   password=config.password.get_secret_value() if config.password else None, tls=config.tls,
+                   client_id=config.client_id, keepalive=config.keepalive, queue_size=config.queue_size)
 
     def topic(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts))

@@ -66,6 +66,16 @@ class CameraEvents:
         self.sinks = list(sinks)
         self.stale = 0
         self._pending_clips: list[tuple[str, float, float]] = []  # (event id, from, to)
+        self._published_counts: dict[str, int] = {}
+
+    def changed_counts(self) -> dict[str, int]:
+        """Objects in view per label that changed since the last call (0 for a label now gone): what
+        the owner publishes as retained `<prefix>/<cam>/<label>` counts."""
+        now = self.lifecycle.counts()["objects"]
+        changed = {label: n for label, n in now.items() if self._published_counts.get(label) != n}
+        changed.update({label: 0 for label in self._published_counts if label not in now})
+        self._published_counts = now
+        return changed
 
     def push(self, record: Record, arrived: float) -> list[Tracked]:
         """Take one record (`arrived`: monotonic seconds); return the records now released, tracked."""

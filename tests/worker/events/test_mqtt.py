@@ -131,8 +131,10 @@ def test_last_will_says_offline_when_the_process_dies(mosquitto):
     sub = Subscriber(mosquitto.port, "t3/available", "sub-t3")
     script = (
         "import sys, time\n"
+        "from common.events_config import MqttConfig\n"
         "from worker.events.mqtt import MqttPublisher\n"
-        "p = MqttPublisher('127.0.0.1', int(sys.argv[1]), prefix='t3', keepalive=5).start()\n"
+        "config = MqttConfig(enabled=True, host='127.0.0.1', port=int(sys.argv[1]), topic_prefix='t3', keepalive=5)\n"
+        "p = MqttPublisher.from_config(config).start()\n"
         "while not p.connected: time.sleep(0.02)\n"
         "print('connected', flush=True)\n"
         "time.sleep(60)\n"

@@ -88,10 +88,12 @@ def test_new_run_ends_open_events_and_heir_ends_orphans(tmp_path, yard):
     for seq in range(5):
         stage.push(Record(1, seq, 100 + seq / 10, 640, 480, [box]), arrived=seq)
     assert [m.type for m in received] == ["new"]
+    assert stage.changed_counts() == {"person": 1} and stage.changed_counts() == {}
     checkpoint = stage.lifecycle.open_states()  # what an owner stores, lease-guarded, each step
     stage.push(Record(2, 0, 101.0, 640, 480, [box]), arrived=10)
     assert [m.type for m in received] == ["new", "end"]
     assert received[1].after["end_time"] == pytest.approx(100.4)
+    assert stage.changed_counts() == {"person": 0}
 
     # A dead owner's open events, ended by the next owner from the checkpoint.
     orphans = end_orphans(checkpoint)
