@@ -15,15 +15,15 @@ KEY = "fc:tracker:{door}"
 
 
 def test_one_holder_renewal_release_and_fencing(redis_client):
-    a = Lease(redis_client, KEY, "a", ttl=0.5)
-    b = Lease(redis_client, KEY, "b", ttl=0.5)
+    a = Lease(redis_client, KEY, "a", ttl=1.0)
+    b = Lease(redis_client, KEY, "b", ttl=1.0)
     assert a.acquire() and not b.acquire()
     first = a.token
     for _ in range(4):  # renewing keeps it past several TTLs
         time.sleep(0.2)
         assert a.renew() and not b.acquire()
     assert a.guarded_set("fc:checkpoint:{door}", "1-10")
-    time.sleep(0.7)  # a stops renewing (it hung): the lease expires and b takes it
+    time.sleep(1.2)  # a stops renewing (it hung): the lease expires and b takes it
     assert b.acquire() and b.token > first
     assert not a.renew() and not a.held
     assert not a.guarded_set("fc:checkpoint:{door}", "1-11")  # a's late write is refused
@@ -70,7 +70,7 @@ def test_killed_holder_hands_over_within_the_ttl(redis_server, redis_client):
         while not heir.acquire():
             assert time.monotonic() - killed < 3.0, "the lease was not handed over"
             time.sleep(0.1)
-        assert time.monotonic() - killed <= 1.0 + 0.3  # at most the TTL (plus one poll)
+        assert time.monotonic() - killed <= 2.0  # the TTL (1 s) plus polling, with room for a busy machine
     finally:
         if proc.poll() is None:
             proc.kill()
