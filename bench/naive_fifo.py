@@ -17,8 +17,8 @@ from producer.pattern import render_pattern
 
 def _consume(frames: mp.Queue, results: mp.Queue, ready, size: tuple[int, int], threads: int) -> None:
     """Runs in the detector process: process every queued frame in order."""
-    from worker.detectors import create_detector
-    from worker.pipeline import FrameProcessor
+    from worker.detect import create_detector
+    from worker.detect.pipeline import FrameProcessor
 
     camera = CameraConfig(id="naive", source="pattern", detection={"threads": threads})
     processor = FrameProcessor(camera, create_detector(camera.detection))

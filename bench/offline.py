@@ -1,4 +1,4 @@
-"""Benchmark 5: `framecast process` with --workers 1 and 2 vs a plain single-process loop over the
+"""Benchmark 5: `framecast process` with --jobs 1 and 2 vs a plain single-process loop over the
 same clip (read, detect, annotate, write). All three run as fresh processes, timed end to end."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from common import assets
 def single_process_loop(src: str, dst: str) -> int:
     """The baseline: one process, one frame at a time, no pool. Returns the frame count."""
     from common.config import CameraConfig
-    from worker.detectors import create_detector
-    from worker.pipeline import FrameProcessor
+    from worker.detect import create_detector
+    from worker.detect.pipeline import FrameProcessor
 
     camera = CameraConfig(id="offline", source=src, overlay=False)
     processor = FrameProcessor(camera, create_detector(camera.detection))
@@ -72,8 +72,8 @@ def run(workdir: Path, repeats: int, frames: int) -> list[dict]:
                                       f"single_process_loop({clip!r}, {out!r})"]
     secs = interleaved(repeats, {
         "loop": lambda: _timed(loop_cmd),
-        "workers_1": lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--workers", "1"]),
-        "workers_2": lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--workers", "2"]),
+        "workers_1": lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--jobs", "1"]),
+        "workers_2": lambda: _timed([*FRAMECAST, "process", clip, "-o", out, "--jobs", "2"]),
     })
     loop_s, one_s, two_s = (statistics.median(secs[k]) for k in ("loop", "workers_1", "workers_2"))
     return [{

@@ -20,8 +20,8 @@ BIG_STREAMS = {"frames_maxlen": 100_000, "annotated_maxlen": 100_000, "detection
 
 def bare_loop_fps(frames) -> float:
     """Decode, detect, annotate and encode in one loop, no Redis: the ceiling for one process."""
-    from worker.detectors import create_detector
-    from worker.pipeline import FrameProcessor
+    from worker.detect import create_detector
+    from worker.detect.pipeline import FrameProcessor
 
     camera = CameraConfig(**CAMERA)
     processor = FrameProcessor(camera, create_detector(camera.detection))

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from common.detectors import backend as detector_backend
+from common.detectors import backend_names
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
 from common.events_config import EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones
 from common.redaction import redact_url
@@ -62,9 +64,16 @@ class _Model(BaseModel):
 
 
 class DetectionConfig(_Model):
-    """How a camera's frames are detected; consumed by workers and `framecast process`."""
+    """How a camera's frames are detected; consumed by workers and `framecast process`.
 
-    backend: Literal["tflite", "saved_model"] = Field("tflite", description="detector runtime")
+    The fields below apply to every backend. A backend's own settings (the tflite backend's
+    `threads`) sit beside them and are checked against that backend's declaration
+    (`common.detectors`): a setting the chosen backend does not have is an error naming it.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+    backend: str = Field("tflite", description="detector runtime: the key of an installed backend plugin")
     model: str = Field(
         "default",
         description="'default' (bundled SSD MobileNet v2 COCO), a .tflite file or a SavedModel directory",
@@ -75,7 +84,36 @@ class DetectionConfig(_Model):
     min_score: float = Field(0.5, ge=0.0, le=1.0, description="drop detections scoring below this")
     labels: list[str] = Field(default_factory=list, description="labels to keep; empty keeps all")
     min_area: float = Field(0.0, ge=0.0, le=1.0, description="minimum box area as a fraction of the image")
-    threads: int = Field(2, ge=1, le=64, description="inference threads per worker process")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        names = backend_names()
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(repr(n) for n in names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> DetectionConfig:
+        declared = detector_backend(self.backend).options
+        given = dict(self.__pydantic_extra__ or {})
+        unknown = sorted(set(given) - set(declared.model_fields))
+        if unknown:
+            own = ", ".join(declared.model_fields) or "none"
+            raise ValueError(f"{', '.join(unknown)}: not a setting of the {self.backend!r} backend "
+                             f"(its own settings: {own})")
+        try:
+            options = declared.model_validate(given)
+        except ValidationError as exc:
+            err = exc.errors(include_input=False)[0]
+            raise ValueError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        self.__pydantic_extra__ = options.model_dump()  # with the backend's defaults filled in
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The backend's own settings, validated, defaults included."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class CameraConfig(_Model):
@@ -153,6 +191,10 @@ class WorkerConfig(_Model):
     dead_consumer_after: float = Field(60.0, gt=0, description="seconds idle before a consumer is removed")
     heartbeat_ttl: float = Field(10.0, gt=0, description="seconds a heartbeat stays valid")
     block_ms: int = Field(1000, ge=10, le=5000, description="XREADGROUP block time (below the socket timeout)")
+    max_frame_pixels: int = Field(
+        33_177_600, ge=1, description="frames whose JPEG header claims more pixels are dead-lettered "
+        "undecoded (default: 8K UHD, 7680x4320)"
+    )
 
 
 class WebConfig(_Model):

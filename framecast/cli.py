@@ -8,9 +8,9 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "producer": ("producer.main", "publish camera frames to Redis"),
-    "worker": ("worker.main", "detect objects in published frames"),
+    "worker": ("worker.live.main", "detect objects in published frames"),
     "web": ("web.main", "serve the dashboard, MJPEG feeds and APIs"),
-    "process": ("worker.offline", "annotate a recorded video file"),
+    "process": ("worker.offline.main", "annotate a recorded video file"),
     "up": ("framecast.up", "run the whole pipeline on this machine under supervisord"),
     "assets": ("common.assets", "fetch and verify the bundled model and sample clip"),
 }

@@ -1,1 +1,2 @@
-"""Detector workers: the detection library, the Redis consumer loop and offline processing."""
+"""Detection: the detection library (`worker.detect`), the live worker service (`worker.live`) and
+`framecast process` (`worker.offline`)."""

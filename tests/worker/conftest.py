@@ -12,7 +12,7 @@ from common.envelope import Frame
 @pytest.fixture(scope="session")
 def detector():
     """The bundled SSD MobileNet v2 COCO detector, loaded once for the whole session."""
-    from worker.detectors import create_detector
+    from worker.detect import create_detector
 
     return create_detector(DetectionConfig())
 

@@ -1,4 +1,5 @@
-"""Detector backends behind `Detector.detect`, chosen by config; loaded once per process."""
+"""Building a camera's detector from its DetectionConfig through the backend plugins, once per
+process, and the per-camera filters applied to what any detector reports."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import assets
 from common.config import DetectionConfig
+from common.detectors import DetectorBackend, backend, backend_names
 from common.envelope import Detection
 from common.errors import AssetError, FramecastError
-from worker.detectors.base import Detector, ModelInfo
-from worker.labels import LabelMapError, load_labels
-
-__all__ = ["Detector", "ModelInfo", "ModelError", "create_detector", "filter_detections", "label_offset"]
+from worker.detect.base import Detector
+from worker.detect.labels import LabelMapError, load_labels
 
 log = logging.getLogger("framecast.worker")
 _cache: dict[tuple, Detector] = {}
@@ -27,80 +26,68 @@ class ModelError(FramecastError):
     """A model could not be found or loaded; the message says which file and what to fix."""
 
 
-def _resolve(cfg: DetectionConfig) -> tuple[Path, Path | None]:
-    """(model, label map) files for `cfg`; 'default' is the bundled SSD MobileNet and its COCO labels."""
+def _resolve(cfg: DetectionConfig, plugin: DetectorBackend) -> tuple[Path, Path | None]:
+    """(model, label map) files for `cfg`; 'default' is the backend's bundled model and labels."""
     labels = Path(cfg.labels_path).expanduser() if cfg.labels_path else None
     if cfg.model == "default":
-        if cfg.backend != "tflite":
-            raise ModelError("detection.model 'default' is a TFLite model: set detection.backend to tflite, "
-                             "or detection.model to your SavedModel directory")
+        if plugin.default_files is None:
+            bundled = " or ".join(n for n in backend_names() if backend(n).default_files) or "another backend"
+            raise ModelError(f"detection.model 'default' is not a {cfg.backend} model: set detection.backend to "
+                             f"{bundled}, or detection.model to your model")
         try:
-            return assets.model_path(), labels or assets.labels_path()
+            model, default_labels = plugin.default_files()
         except AssetError as exc:
             raise ModelError(str(exc)) from None
+        return model, labels or default_labels
     model = Path(cfg.model).expanduser()
     if not model.exists():
         raise ModelError(f"detection.model {str(model)!r} does not exist: set it (--model) to a .tflite file, "
                          "a SavedModel directory, or 'default' for the bundled model")
-    if labels is None and cfg.backend == "saved_model":
-        for candidate in (model / "label_map.pbtxt", model.parent / "label_map.pbtxt"):
-            if candidate.exists():
-                labels = candidate
-                break
+    labels = labels or plugin.find_labels(model)
     if labels is not None and not labels.is_file():
         raise ModelError(f"detection.labels_path {str(labels)!r} does not exist: point it (--labels) at a "
                          "coco_labels.txt or label_map.pbtxt")
     return model, labels
 
 
-# The first class id each runtime reports: TFLite SSD exports count from 0, TF Object Detection API
-# SavedModels from 1 (label_map.pbtxt ids). Label maps may start at either; detections carry the map's ids.
-_FIRST_CLASS = {"tflite": 0, "saved_model": 1}
+def label_offset(backend_key: str, labels: dict[int, str]) -> int:
+    """What to add to a model's class output to get the key of its label map (0 when unsure).
+
+    Runtimes differ in the id of the first class (the backend declares it); label maps start at 0
+    or 1 whatever the model, and detections carry the map's ids.
+    """
+    first_class = backend(backend_key).first_class_id
+    first = min(labels, default=first_class)
+    return first - first_class if first in (0, 1) else 0
 
 
-def label_offset(backend: str, labels: dict[int, str]) -> int:
-    """What to add to a model's class output to get the key of its label map (0 when unsure)."""
-    first = min(labels, default=_FIRST_CLASS[backend])
-    return first - _FIRST_CLASS[backend] if first in (0, 1) else 0
-
-
-def _load(cfg: DetectionConfig, model: Path, labels_file: Path | None) -> Detector:
+def _load(cfg: DetectionConfig, plugin: DetectorBackend, model: Path, labels_file: Path | None) -> Detector:
     try:
         labels = load_labels(labels_file) if labels_file else {}
     except LabelMapError as exc:
         raise ModelError(f"{exc}: fix detection.labels_path (--labels)") from None
-    offset = label_offset(cfg.backend, labels)
-    if cfg.backend == "tflite" and model.is_dir():
-        raise ModelError(f"detection.model {str(model)!r} is a directory; the tflite backend needs a .tflite file "
-                         "(or set detection.backend to saved_model)")
-    if cfg.backend == "saved_model" and not model.is_dir():
-        raise ModelError(f"detection.model {str(model)!r} must be a SavedModel directory for the saved_model "
-                         "backend (or set detection.backend to tflite for a .tflite file)")
+    problem = plugin.check_model(model)
+    if problem:
+        raise ModelError(f"detection.model {str(model)!r} {problem}")
     try:
-        if cfg.backend == "tflite":
-            from worker.detectors.tflite import TFLiteDetector
-
-            return TFLiteDetector(str(model), labels, threads=cfg.threads, label_offset=offset)
-        from worker.detectors.saved_model import SavedModelDetector
-
-        return SavedModelDetector(str(model), labels, label_offset=offset)
+        return plugin.load(model, labels, label_offset(cfg.backend, labels), plugin.options(**cfg.options))
     except Exception as exc:  # runtimes raise many types for a corrupt or incompatible model
         raise ModelError(f"cannot load {cfg.backend} model {str(model)!r}: {type(exc).__name__}: {exc}; "
                          "check detection.model and detection.backend") from None
 
 
 def create_detector(cfg: DetectionConfig) -> Detector:
-    """The detector for `cfg`, loaded and warmed up on first use and shared within the process.
-
-    Called at start-up by the worker loop, by each `framecast process` pool process, and by benchmarks.
-    """
-    model, labels_file = _resolve(cfg)
-    key = (cfg.backend, str(model.resolve()), str(labels_file.resolve()) if labels_file else None, cfg.threads)
+    """The detector for `cfg`, loaded and warmed up on first use and shared within the process:
+    cameras that differ only in their filters share one model."""
+    plugin = backend(cfg.backend)
+    model, labels_file = _resolve(cfg, plugin)
+    key = (cfg.backend, str(model.resolve()), str(labels_file.resolve()) if labels_file else None,
+           tuple(sorted(cfg.options.items())))
     with _lock:
         detector = _cache.get(key)
         if detector is None:
             started = time.perf_counter()
-            detector = _load(cfg, model, labels_file)
+            detector = _load(cfg, plugin, model, labels_file)
             # One inference at load: the runtime allocates and picks kernels on the first call, so frames
             # after this one all take the steady-state time.
             height, width = (max(32, s) for s in detector.info.input_size)

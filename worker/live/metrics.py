@@ -1,8 +1,11 @@
-"""The worker's Prometheus metrics, per camera (label `camera`) where they concern one."""
+"""The worker's Prometheus metrics, per camera (label `camera`) where they concern one, and the
+per-camera figures a `CameraAccount` counts: each defined once, with its Redis stats field when the
+cluster view shows it."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.metrics import MS_BUCKETS
+from common.stats import Figure, StatsField
 
 FRAMES_PROCESSED = Counter("framecast_worker_frames_processed_total", "Frames detected and published", ["camera"])
 FRAMES_SKIPPED = Counter("framecast_worker_frames_skipped_total",
@@ -25,3 +28,13 @@ REDIS_OUTAGES = Counter("framecast_worker_redis_outages_total",
 GROUPS_RECREATED = Counter("framecast_worker_groups_recreated_total",
                            "Consumer groups the worker re-created after they vanished (Redis restart, FLUSHALL)",
                            ["camera"])
+
+PROCESSED = Figure(FRAMES_PROCESSED, StatsField.PROCESSED)
+SKIPPED = Figure(FRAMES_SKIPPED, StatsField.SKIPPED_STALE)
+FAILED = Figure(FRAMES_FAILED, StatsField.FAILED)
+RECLAIMED = Figure(FRAMES_RECLAIMED)
+INFERENCE = Figure(INFERENCE_MS, StatsField.INFER_MS)
+END_TO_END = Figure(END_TO_END_MS, StatsField.LATENCY_MS)
+LAG = Figure(GROUP_LAG)
+PENDING = Figure(GROUP_PENDING)
+RECREATED = Figure(GROUPS_RECREATED)

@@ -59,12 +59,12 @@ def draw_detections(image: np.ndarray, detections: list[Detection]) -> np.ndarra
     return out
 
 
-def draw_overlay(image: np.ndarray, camera_id: str, ts_ns: int | None = None, fps: float | None = None) -> np.ndarray:
+def draw_overlay(image: np.ndarray, cam: str, ts_ns: int | None = None, fps: float | None = None) -> np.ndarray:
     """A copy of `image` with camera id, capture time (now when not given) and fps in the top-left
     corner, white on a darkened band so it reads on any picture."""
     out = image.copy()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((time.time_ns() if ts_ns is None else ts_ns) / 1e9))
-    text = f"{camera_id}  {stamp}" + (f"  {fps:.1f} fps" if fps else "")
+    text = f"{cam}  {stamp}" + (f"  {fps:.1f} fps" if fps else "")
     scale = max(0.4, min(out.shape[:2]) / 900)
     (tw, th), baseline = cv2.getTextSize(text, FONT, scale, 1)
     region = out[0:th + baseline + 10, 0:min(out.shape[1], tw + 12)]

@@ -1,5 +1,6 @@
 """The Redis worker loop against a real redis-server and the real model."""
 
+import itertools
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from common.registry import live_members
 from common.stats import read_stats
 from tests.conftest import REPO
 from tests.worker.conftest import make_frame
-from worker.consumer import Worker
+from worker.live.consumer import Worker
 
 KEYS = Keys("fc")
 FRAMECAST = [sys.executable, "-m", "framecast"]
@@ -71,8 +72,17 @@ def settings_for(write_config, redis_url, mode="backlog", **worker):
 
 
 def start_worker_process(config_path):
-    return subprocess.Popen([*FRAMECAST, "worker", "--config", str(config_path), "--log-format", "text"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """A `framecast worker` process; its consumer name (`consumer_name`) is fixed through
+    FRAMECAST_INSTANCE_ID, since member ids otherwise carry a random suffix."""
+    name = f"{socket.gethostname()}-test-{next(_instances)}-{os.getpid()}"
+    proc = subprocess.Popen([*FRAMECAST, "worker", "--config", str(config_path), "--log-format", "text"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FRAMECAST_INSTANCE_ID": name})
+    proc.consumer_name = name
+    return proc
+
+
+_instances = itertools.count()
 
 
 def test_two_workers_split_the_frames_without_loss_or_duplicates(write_config, redis_url, redis_client,
@@ -98,7 +108,7 @@ def test_two_workers_split_the_frames_without_loss_or_duplicates(write_config, r
 
 
 def consumer_name(proc) -> str:
-    return f"{socket.gethostname()}-{proc.pid}"
+    return proc.consumer_name
 
 
 def stop_holding_a_frame(proc, client, stream, attempts=400):

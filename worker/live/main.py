@@ -1,6 +1,6 @@
 """`framecast worker [--camera ID ...]`: detect objects in every configured camera (or those named).
 
-A thin CLI over `worker.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0.
+A thin CLI over `worker.live.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from common.service import (
     start_metrics,
     stop_event_on_signals,
 )
-from worker.consumer import Worker
-from worker.detectors import ModelError
+from worker.detect import ModelError
+from worker.live.consumer import Worker
 
 log = logging.getLogger("framecast.worker")
 

@@ -10,8 +10,8 @@ import pytest
 from common.config import load_config
 from common.connection import connect
 from tests.conftest import REPO
-from tests.worker.test_consumer import InProcessWorker
-from worker.offline_redis import ClusterError, check_cluster
+from tests.worker.live.test_consumer import InProcessWorker
+from worker.offline.via_redis import ClusterError, check_cluster
 
 FRAMECAST = [sys.executable, "-m", "framecast"]
 

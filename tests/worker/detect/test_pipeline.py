@@ -5,7 +5,7 @@ from skimage import data
 
 from common.envelope import Frame
 from tests.worker.conftest import make_frame
-from worker.pipeline import FrameDecodeError, FrameProcessor, decode_jpeg
+from worker.detect.pipeline import FrameDecodeError, FrameProcessor, decode_jpeg
 
 
 def test_process_returns_annotated_frame_with_detections(detector, camera):

@@ -3,8 +3,8 @@ import pytest
 
 from common import assets
 from common.envelope import Detection
-from worker.annotate import colour_for, draw_detections, draw_overlay, luminance, text_colour
-from worker.labels import load_labels
+from worker.detect.annotate import colour_for, draw_detections, draw_overlay, luminance, text_colour
+from worker.detect.labels import load_labels
 
 
 def test_boxes_are_drawn_where_the_detections_are():

@@ -1,7 +1,7 @@
 import pytest
 
 from common import assets
-from worker.labels import LabelMapError, load_labels, parse_coco_labels, parse_label_map_pbtxt
+from worker.detect.labels import LabelMapError, load_labels, parse_coco_labels, parse_label_map_pbtxt
 
 
 def test_bundled_coco_labels():

@@ -1,5 +1,6 @@
-"""What a worker keeps per camera it serves: the frame processor, stream keys, Redis stats, a logger,
-and the rates it reports in heartbeats. Owned and used by one worker loop (not thread-safe)."""
+"""What a worker keeps per camera it serves: the frame processor, stream keys, the camera's account
+(Prometheus and Redis stats), a logger, and the rates it reports in heartbeats. Owned and used by
+one worker loop (not thread-safe)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ import redis
 from common.config import CameraConfig, Settings
 from common.keys import Keys
 from common.logs import camera_logger
-from common.stats import RateMeter, StatsWriter
-from worker.detectors import create_detector
-from worker.pipeline import FrameProcessor
+from common.stats import CameraAccount, RateMeter
+from worker.detect import create_detector
+from worker.detect.pipeline import FrameProcessor
 
 
-class CameraState:
-    """One served camera. Building it loads the camera's detector (shared per DetectionConfig)."""
+class ServedCamera:
+    """One camera a worker serves. Building it loads the camera's detector (shared per DetectionConfig)."""
 
     def __init__(self, camera: CameraConfig, settings: Settings, client: redis.Redis, worker_name: str):
         keys = Keys(settings.key_prefix)
         self.camera = camera
-        self.id = camera.id
+        self.cam = camera.id
         self.live = camera.mode == "live"
         self.max_age_ns = int(settings.max_frame_age(camera) * 1e9)
         self.frames_key = keys.frames(camera.id)
@@ -31,7 +32,7 @@ class CameraState:
         self.detections_key = keys.detections(camera.id)
         self.deadletter_key = keys.deadletter(camera.id)
         self.processor = FrameProcessor(camera, create_detector(camera.detection))
-        self.stats = StatsWriter(client, keys, camera.id)
+        self.account = CameraAccount(client, keys, camera.id)
         self.log = camera_logger("framecast.worker", camera.id, worker=worker_name)
         self.recent: deque[tuple[int, int, int]] = deque(maxlen=20)  # (run, seq, capture ns)
         self.last_frame_ts = 0.0
@@ -45,7 +46,7 @@ class CameraState:
         return Path(self.processor.detector.info.path).name
 
     def record_processed(self, run: int, seq: int, ts: int, published_ns: int) -> None:
-        """Called by the worker loop after each published frame."""
+        """Remember a published frame: for the overlay's source fps and the heartbeat's figures."""
         self.recent.append((run, seq, ts))
         self.processed += 1
         self.last_frame_ts = published_ns / 1e9

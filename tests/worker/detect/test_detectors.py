@@ -6,7 +6,7 @@ from skimage import data
 from common import assets
 from common.config import DetectionConfig
 from common.envelope import Detection
-from worker.detectors import ModelError, create_detector, filter_detections, label_offset
+from worker.detect import ModelError, create_detector, filter_detections, label_offset
 
 
 def _labels(detector, image_rgb, min_score=0.5):

@@ -10,7 +10,7 @@ from common.keys import WORKER_GROUP
 from common.registry import live_members
 from common.stats import read_stats
 from tests.worker.conftest import make_frame
-from tests.worker.test_consumer import (
+from tests.worker.live.test_consumer import (
     KEYS,
     InProcessWorker,
     annotated,
@@ -19,8 +19,8 @@ from tests.worker.test_consumer import (
     settings_for,
     wait_until,
 )
-from worker import groups
-from worker.consumer import Worker
+from worker.live import groups
+from worker.live.consumer import Worker
 
 
 def test_flushall_under_a_blocked_worker_recreates_the_group(write_config, redis_url, redis_client, sample_images):

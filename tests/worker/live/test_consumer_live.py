@@ -13,7 +13,7 @@ from common.keys import FRAME_FIELD, WORKER_GROUP
 from common.registry import live_members
 from common.stats import read_stats
 from tests.worker.conftest import make_frame
-from tests.worker.test_consumer import (
+from tests.worker.live.test_consumer import (
     KEYS,
     InProcessWorker,
     annotated,

@@ -1,16 +1,21 @@
-"""TFLite SSD models with post-processing in the graph, on LiteRT (the maintained TensorFlow Lite
-runtime), or on `tf.lite` where LiteRT is not installed."""
+"""The `tflite` backend: TFLite SSD models with post-processing in the graph, on LiteRT (the
+maintained TensorFlow Lite runtime), or on `tf.lite` where LiteRT is not installed. Its own setting
+is `threads`; its classes count from 0; `detection.model: default` is the bundled SSD MobileNet."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import Field
 
+from common import assets
+from common.detectors import BackendOptions, DetectorBackend
 from common.envelope import Detection
-from worker.detectors.base import Detector, ModelInfo
-from worker.detectors.boxes import to_detections
+from worker.detect.base import Detector, ModelInfo
+from worker.detect.boxes import to_detections
 
 OUTPUTS = ("boxes", "classes", "scores", "count")
 # Output names seen in the wild: the TF1 post-processing op's outputs are numbered in this order; TF2
@@ -129,3 +134,28 @@ class TFLiteDetector(Detector):
                 classes, scores = scores, classes
         return to_detections(boxes[:count], classes[:count] + self._label_offset, scores[:count],
                              self.info.labels, image.shape)
+
+
+class TFLiteOptions(BackendOptions):
+    threads: int = Field(2, ge=1, le=64, description="inference threads per worker process")
+
+
+def _check_model(model: Path) -> str | None:
+    if model.is_dir():
+        return "is a directory; the tflite backend needs a .tflite file (or set detection.backend to saved_model)"
+    return None
+
+
+def _load(model: Path, labels: dict[int, str], label_offset: int, options: TFLiteOptions) -> TFLiteDetector:
+    return TFLiteDetector(str(model), labels, threads=options.threads, label_offset=label_offset)
+
+
+PLUGIN = DetectorBackend(
+    key="tflite",
+    summary="TensorFlow Lite (LiteRT) SSD models",
+    first_class_id=0,
+    load=_load,
+    check_model=_check_model,
+    options=TFLiteOptions,
+    default_files=lambda: (assets.model_path(), assets.labels_path()),
+)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from worker.detectors import ModelError
-from worker.offline import iter_frames, process_video
+from worker.detect import ModelError
+from worker.offline.pool import process_video
+from worker.offline.video import iter_frames
 
 FRAMECAST = [sys.executable, "-m", "framecast"]
 

@@ -1,0 +1,63 @@
+"""The pure per-frame transform: decode, detect, filter, annotate, encode. No I/O; the live worker
+and offline processing both build on it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from common import jpeg
+from common.config import CameraConfig
+from common.envelope import Detection, Frame
+from common.jpeg import JpegError
+from worker.detect.annotate import draw_detections, draw_overlay
+from worker.detect.base import Detector
+from worker.detect.factory import filter_detections
+
+
+class FrameDecodeError(JpegError):
+    """A frame's JPEG could not be turned into an image: corrupt, not a JPEG, or not the size announced."""
+
+
+def decode_jpeg(data: bytes, *, expect: tuple[int, int] | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """BGR image from JPEG bytes, its header checked against `expect` (width, height) and `max_pixels`
+    before anything is decoded; raises FrameDecodeError."""
+    try:
+        return jpeg.decode(data, expect=expect, max_pixels=max_pixels)
+    except JpegError as exc:
+        reason = str(exc)
+        raise FrameDecodeError(reason if reason.startswith("undecodable") else f"undecodable JPEG: {reason}") from None
+
+
+class FrameProcessor:
+    """Detects and annotates one camera's frames with a shared detector. One per camera per process."""
+
+    def __init__(self, camera: CameraConfig, detector: Detector):
+        self.camera = camera
+        self.detector = detector
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """The camera's filtered detections for a BGR image."""
+        return filter_detections(self.detector.detect(image), self.camera.detection, image.shape)
+
+    def annotate(self, image: np.ndarray, detections: list[Detection], *, fps: float | None = None,
+                 ts_ns: int | None = None) -> np.ndarray:
+        """Draw boxes (and the overlay when the camera enables it) on a copy of the image."""
+        out = draw_detections(image, detections)
+        if self.camera.overlay:
+            out = draw_overlay(out, self.camera.id, ts_ns=ts_ns, fps=fps)
+        return out
+
+    def process(self, frame: Frame, *, fps: float | None = None, max_pixels: int | None = None) -> Frame:
+        """The annotated frame for a raw one: same identity and capture time, new JPEG, detections,
+        and meta `infer_ms`. Raises FrameDecodeError when the JPEG is corrupt, is not the frame's
+        announced size or has more than `max_pixels` (checked before decoding: a small hostile JPEG
+        can claim a huge picture)."""
+        image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
+        started = time.perf_counter()
+        detections = self.detect(image)
+        infer_ms = (time.perf_counter() - started) * 1000.0
+        annotated = self.annotate(image, detections, fps=fps, ts_ns=frame.ts)
+        return frame.annotated(jpeg.encode(annotated, self.camera.jpeg_quality), detections,
+                               infer_ms=round(infer_ms, 2))
