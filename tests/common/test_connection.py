@@ -6,14 +6,15 @@ import pytest
 import redis
 import redis.sentinel
 
+from common import connection
 from common.config import Settings, load_config
-from common.connection import connect, is_writable_primary
+from common.connection import CONNECTION_ERRORS, connect, describe_error, is_writable_primary
 from common.errors import ConfigError
 from common.keys import Keys
 from common.redis_url import parse_redis_url
 from common.registry import deregister, heartbeat, live_members, member_id
 from common.stats import StatsWriter, read_stats
-from framecast.redis_server import RedisServer
+from framecast.redis_server import RedisServer, free_port
 
 
 @pytest.fixture
@@ -170,3 +171,14 @@ def test_web_reads_work_on_a_replica_and_readyz_says_it_is_not_writable(primary_
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "not a writable primary" in response.get_json()["message"]
+
+
+def test_topology_errors_are_outages_and_name_no_password(monkeypatch):
+    port = free_port()  # nothing listens there
+    with pytest.raises(CONNECTION_ERRORS) as sentinel_error:
+        connect(f"redis+sentinel://u:data-pw@127.0.0.1:{port}/svc?sentinel_password=sent-pw", retries=0).ping()
+    monkeypatch.setattr(connection, "CLUSTER_STARTUP_WAIT", 0.5)
+    with pytest.raises(CONNECTION_ERRORS) as cluster_error:
+        connect(f"redis+cluster://u:data-pw@127.0.0.1:{port}", retries=0)
+    for error in (sentinel_error.value, cluster_error.value):
+        assert "-pw" not in describe_error(error)
