@@ -113,8 +113,14 @@ class Services:
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-                         for path in sorted(self.tmp.glob("*.log")))
+        """The services' output and the commands Redis refused them, for failure messages."""
+        admin = self.client("admin", decode_responses=True)
+        try:
+            refused = "\n".join(map(str, _denials(admin)))
+        finally:
+            admin.close()
+        return "\n".join([f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+                          for path in sorted(self.tmp.glob("*.log"))] + [f"--- ACL LOG\n{refused}"])
 
     def stop(self) -> None:
         """SIGTERM each service (gunicorn stops its own workers), SIGKILL what outlives 20 s."""
@@ -201,6 +207,7 @@ def test_services_run_the_pipeline_as_their_own_users_with_nothing_refused(servi
     for name, proc in services.procs.items():
         assert name == "worker-2" or proc.poll() is None, f"{name} exited\n{services.logs()}"
     assert _denials(admin) == [], services.logs()
+    admin.close()
 
 
 # What each role must not do: (user, command). Every one must be refused with NOPERM.
