@@ -7,7 +7,8 @@ script puts in the SHA-256 of each role's password. A password comes from FRAMEC
 random one. With --env-file the passwords are written there (mode 0600) for docker compose to put
 in each service's REDIS_URL; the ACL file itself only holds their hashes. Passwords are never printed.
 
-    python deploy/redis/make-acl.py --out run/redis/users.acl --env-file .env
+    python deploy/redis/make-acl.py --out run/redis/users.acl --env-file run/redis/passwords.env
+    python deploy/redis/make-acl.py ... --acl-mode 0644     # bind-mounted into the redis container
     python deploy/redis/make-acl.py --out users.acl --key-prefix cam --redis-version 7.0
 
 Standard library only: it runs on a host without framecast installed.
@@ -94,13 +95,13 @@ def updated_env_file(path: Path, passwords: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by its owner only (it holds password hashes or passwords)."""
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write `text` to `path`, by default readable by its owner only (it holds hashes or passwords)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
-    os.chmod(path, 0o600)
+    os.chmod(path, mode)
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, help="read passwords from it and write them back (mode 0600)")
     parser.add_argument("--key-prefix", default="fc", help="key_prefix of the services (default fc)")
     parser.add_argument("--redis-version", default="7.2", help="MAJOR.MINOR of the redis-server (default 7.2)")
+    parser.add_argument("--acl-mode", choices=("0600", "0644"), default="0600",
+                        help="permissions of the ACL file; 0644 when a container's redis user must read a "
+                             "bind mount (it holds only SHA-256 hashes of random passwords)")
     args = parser.parse_args(argv)
     try:
         env_file = read_env_file(args.env_file) if args.env_file else {}
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, OSError) as exc:
         print(f"make-acl: {exc}", file=sys.stderr)
         return 2
-    write_private(args.out, text)
+    write_private(args.out, text, int(args.acl_mode, 8))
     if args.env_file:
         write_private(args.env_file, updated_env_file(args.env_file, passwords))
     print(f"make-acl: wrote {args.out} (users {', '.join(ROLES)}; default may only PING)"
