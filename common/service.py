@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 
 # Exit code for bad usage, bad config or unreadable input.
 EXIT_USAGE = 2
+# Comma-separated camera ids a producer or worker serves when no --camera is given (empty: all), so a
+# container's cameras are set by its environment (docker-compose.yml's worker-busy).
+CAMERAS_ENV = "FRAMECAST_CAMERAS"
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, cameras: bool = True) -> None:
@@ -28,7 +32,19 @@ def add_common_args(parser: argparse.ArgumentParser, *, cameras: bool = True) ->
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)")
     if cameras:
         parser.add_argument("--camera", action="append", dest="cameras", metavar="ID",
-                            help="only this camera (repeatable; default: every camera in the config)")
+                            help=f"only this camera (repeatable; default: ${CAMERAS_ENV}, comma-separated, "
+                                 "or every camera in the config)")
+
+
+def camera_ids(args: argparse.Namespace, env: dict[str, str] | None = None) -> list[str] | None:
+    """The camera ids a service was asked for: --camera flags, else $FRAMECAST_CAMERAS; None means all.
+    Services without --camera (the web tier) always get None."""
+    if not hasattr(args, "cameras"):
+        return None
+    if args.cameras:
+        return list(args.cameras)
+    value = (os.environ if env is None else env).get(CAMERAS_ENV, "")
+    return [cid.strip() for cid in value.split(",") if cid.strip()] or None
 
 
 def load_settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
@@ -42,8 +58,7 @@ def load_settings(args: argparse.Namespace, extra: dict[str, Any] | None = None)
     }
     try:
         settings = load_config(getattr(args, "config", None), overrides=overrides)
-        if getattr(args, "cameras", None):
-            settings.select_cameras(args.cameras)
+        settings.select_cameras(camera_ids(args))
     except FramecastError as exc:
         fail(exc)
     setup_logging(settings.log_level, settings.log_format)
@@ -51,8 +66,9 @@ def load_settings(args: argparse.Namespace, extra: dict[str, Any] | None = None)
 
 
 def selected_cameras(settings: Settings, args: argparse.Namespace) -> list:
-    """The cameras named with --camera (all by default); exits with code 2 when there are none."""
-    cameras = settings.select_cameras(getattr(args, "cameras", None))
+    """The cameras named with --camera or $FRAMECAST_CAMERAS (all by default); exits with code 2 when
+    there are none."""
+    cameras = settings.select_cameras(camera_ids(args))
     if not cameras:
         fail("no cameras configured: add a `cameras:` list to the config")
     return cameras
