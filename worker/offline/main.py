@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         detection = _detection(args)
     except ValueError as exc:
-        print(f"framecast process: invalid detection option: {exc.errors()[0]['msg']}", file=sys.stderr)
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        print(f"framecast process: invalid detection option: {message}", file=sys.stderr)
         return EXIT_USAGE
     cap = open_video(source)
     if cap is None:
