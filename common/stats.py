@@ -105,7 +105,7 @@ class StatsWriter:
             return True
         try:
             pipe.execute()
-        except CONNECTION_ERRORS:
+        except (*CONNECTION_ERRORS, redis.exceptions.RedisError):  # an outage, or a key of the wrong type
             self.settle(taken, False)
             return False
         return True

@@ -10,7 +10,8 @@ FRAMES_CAPTURED = Counter("framecast_producer_frames_captured_total", "Frames re
 FRAMES_PUBLISHED = Counter("framecast_producer_frames_published_total", "Frames added to Redis", ["camera"])
 FRAMES_DROPPED = Counter(
     "framecast_producer_frames_dropped_total",
-    "Frames not published: late (publisher behind the source), redis (unavailable), encode (failed), "
+    "Frames not published: late (publisher behind the source), queue_full (Redis slower than the camera), "
+    "redis (unavailable), encode (failed), "
     "backpressure (a live source while a backlog camera's workers are behind), shutdown (queued at exit)",
     ["camera", "reason"],
 )

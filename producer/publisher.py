@@ -96,7 +96,6 @@ class CameraPublisher:
                 self.account.count(metrics.RECONNECTS)
                 delay = backoff.next_delay()
                 self.log.warning("source unavailable, retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
-                self.account.stats.maybe_flush()
                 if self.stop.wait(delay):
                     return False
                 continue
@@ -120,9 +119,7 @@ class CameraPublisher:
             return False
         self.account.observe(metrics.ENCODE, (time.perf_counter() - started) * 1000.0)
         self.seq += 1
-        queued = self.sender.submit(data, wait=self.backlog and not self.source.live)
-        self.account.stats.maybe_flush()
-        return queued
+        return self.sender.submit(data, wait=self.backlog and not self.source.live)
 
     def _captured(self) -> None:
         self.account.count(metrics.CAPTURED)
@@ -232,7 +229,6 @@ class CameraPublisher:
             else:
                 self.account.count(metrics.DROPPED, overwritten, reason="late")
             if item is None:
-                self.account.stats.maybe_flush()
                 continue
             last_publish = time.monotonic()
             self.publish(*item)

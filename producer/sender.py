@@ -56,7 +56,7 @@ class FrameSender:
     # ---- the publisher's side ------------------------------------------------------------------------
     def submit(self, data: bytes, wait: bool) -> bool:
         """Queue one envelope; True if it was queued. Live cameras never wait: a full queue loses its
-        oldest frame, and while Redis is down frames are dropped at once. Backlog cameras wait for room
+        oldest frame (`queue_full`), and while Redis is down frames are dropped at once. Backlog cameras wait for room
         (`wait`: a paced source, whose next frame can wait) or drop this frame as back-pressure (a live
         source, whose frames cannot)."""
         with self._cond:
@@ -67,7 +67,7 @@ class FrameSender:
                     return False
                 if len(self._queue) >= self.capacity:
                     self._queue.popleft()
-                    self.account.count(metrics.DROPPED, reason="late")
+                    self.account.count(metrics.DROPPED, reason="queue_full")
             elif wait:
                 while len(self._queue) >= self.capacity and not self.stop.is_set():
                     self._cond.wait(0.1)
@@ -105,14 +105,21 @@ class FrameSender:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                if not self._queue and not self._closed:
                     self._cond.wait(0.5)
                 if self._closed:
                     return
-                batch = list(self._queue)
-                self._queue.clear()
-                self._in_flight = len(batch)
-                self._cond.notify_all()
+                if not self._queue:
+                    idle = True
+                else:
+                    idle = False
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    self._in_flight = len(batch)
+                    self._cond.notify_all()
+            if idle:  # no frames to carry the counts (e.g. the source is down): write them alone
+                self.account.stats.maybe_flush()
+                continue
             try:
                 self._send(batch)
             finally:
