@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +30,7 @@ from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
 from common.events_config import EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
+from common.yamlfile import load_yaml
 
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_CONFIG_FILE = "cameras.yaml"
@@ -185,6 +185,11 @@ class StreamLimits(_Model):
     deadletter_maxlen: int = Field(100, ge=1, le=100_000, description="bad frames kept for inspection")
 
 
+class ProducerConfig(_Model):
+    send_queue: int = Field(8, ge=1, le=1000, description="encoded frames waiting for Redis per camera; "
+                            "each round trip sends all of them (live: the oldest is dropped when full)")
+
+
 class WorkerConfig(_Model):
     max_frame_age: float = Field(1.0, gt=0, description="seconds; live mode skips older frames")
     claim_idle_ms: int = Field(5000, ge=100, description="reclaim frames pending this long on a dead consumer")
@@ -219,6 +224,7 @@ class Settings(_Model):
     log_format: Literal["json", "text"] = "json"
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port of producer/worker; 0 is off")
     streams: StreamLimits = Field(default_factory=StreamLimits)
+    producer: ProducerConfig = Field(default_factory=ProducerConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     events: EventStorageConfig = Field(default_factory=EventStorageConfig)
@@ -346,14 +352,7 @@ def load_config(
     data: dict[str, Any] = {}
     shown = str(file_path)
     if file_path.exists():
-        try:
-            raw = yaml.safe_load(file_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{shown}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-        except OSError as exc:
-            raise ConfigError(f"{shown}: cannot read the config file: {exc.strerror}") from None
+        raw = load_yaml(file_path, shown)
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
