@@ -142,12 +142,14 @@ class CameraFeed:
             mailbox.put(part)
 
     def _show_no_signal(self, event: NoSignal) -> None:
-        if event.first or self._no_signal is None:
-            picture = mjpeg.part(mjpeg.no_signal_jpeg(self.cam, since=event.last_frame_at))
-            with self._lock:
-                self._no_signal = picture
+        """The gap's picture to every viewer: rendered once per gap, re-sent when the source repeats it."""
         with self._lock:
-            targets, picture = list(self._viewers), self._no_signal
+            picture = self._no_signal
+        if event.first or picture is None:
+            picture = mjpeg.part(mjpeg.no_signal_jpeg(self.cam, since=event.last_frame_at))
+        with self._lock:
+            self._no_signal = picture
+            targets = list(self._viewers)
         for mailbox in targets:
             mailbox.put(picture)
 
