@@ -61,4 +61,9 @@ def run_naive(duration: float, fps: float, size: tuple[int, int], threads: int) 
         series.append(((done - start_ns) / 1e9, (done - ts) / 1e6))
     consumer.terminate()
     consumer.join(5)
+    # The frames still queued would keep each queue's feeder thread writing into a pipe nobody reads,
+    # and the interpreter would wait for it at exit for ever: drop them.
+    for q in (frames, results):
+        q.cancel_join_thread()
+        q.close()
     return series
