@@ -48,6 +48,37 @@ class Keys:
         """Hash of per-camera counters written by producers and workers."""
         return self._cam("stats", camera_id)
 
+    # Events (worker/events): the tracking owner's input, its lease and checkpoint, and its outputs.
+    def detected(self, camera_id: str) -> str:
+        """Stream: detections on raw frames (envelope with dets, or a skipped marker) for the
+        camera's tracking owner, which orders, tracks, annotates and publishes them."""
+        return self._cam("detected", camera_id)
+
+    def events(self, camera_id: str) -> str:
+        """Sorted set: event id -> start time (epoch seconds), bounded."""
+        return self._cam("events", camera_id)
+
+    def event(self, camera_id: str, event_id: str) -> str:
+        """Hash of one event: `state` (JSON of its latest `after`) and `type` (new/update/end)."""
+        return f"{self._cam('event', camera_id)}:{event_id}"
+
+    def tracker_lease(self, camera_id: str) -> str:
+        """String: the camera's tracking lease, '<owner>:<token>' with a TTL; '<key>:token' counts the fencing tokens."""
+        return self._cam("tracker", camera_id)
+
+    def tracker_checkpoint(self, camera_id: str) -> str:
+        """String (JSON): the tracking owner's checkpoint (last `detected` id, next event id)."""
+        return self._cam("trackerstate", camera_id)
+
+    def eventfeed(self, camera_id: str) -> str:
+        """Stream (MAXLEN ~1000): the live feed of event new/update/end messages (JSON)."""
+        return self._cam("eventfeed", camera_id)
+
+    def counts(self, camera_id: str) -> str:
+        """Hash: line crossings `line:<name>:<direction>:<label>` and zone occupancy
+        `zone:<name>:<label>` (current count)."""
+        return self._cam("counts", camera_id)
+
     # Global registries share one hash tag so they can be read together.
     @property
     def workers(self) -> str:

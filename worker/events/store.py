@@ -5,7 +5,6 @@ Per camera (all keys carry the camera's hash tag, so one camera's writes are one
 - `keys.event(cam, id)`: hash with `state` (the JSON of the event's latest `after`) and `type` (the
   last message: `new`, `update` or `end`).
 
-`keys` is any object with those two methods and `tracker_lease(cam)` (common.keys.Keys once wired).
 Writes can be fenced by the camera's lease: a former owner's late write is refused, so two owners
 never both record an event. Trimming returns the ids it removed, so their files can go too.
 """
@@ -13,10 +12,10 @@ never both record an event. Trimming returns the ids it removed, so their files 
 from __future__ import annotations
 
 import json
-from typing import Protocol
 
 import redis
 
+from common.keys import Keys
 from worker.events.lease import Lease
 from worker.events.lifecycle import EventMessage
 
@@ -30,20 +29,12 @@ return redis.call('ZCARD', KEYS[2])
 """
 
 
-class EventKeys(Protocol):
-    def events(self, cam: str) -> str: ...
-
-    def event(self, cam: str, event_id: str) -> str: ...
-
-    def tracker_lease(self, cam: str) -> str: ...
-
-
 class LeaseLostError(Exception):
     """The camera's lease moved to another process: this one must stop emitting events."""
 
 
 class EventStore:
-    def __init__(self, client: redis.Redis, keys: EventKeys, max_events: int = 10_000):
+    def __init__(self, client: redis.Redis, keys: Keys, max_events: int = 10_000):
         self.client, self.keys, self.max_events = client, keys, max_events
         self._save = client.register_script(_SAVE)
 

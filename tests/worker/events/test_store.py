@@ -6,22 +6,10 @@ import time
 
 import pytest
 
+from common.keys import Keys
 from worker.events.lease import Lease
 from worker.events.lifecycle import EventMessage
 from worker.events.store import EventStore, LeaseLostError
-
-
-class Names:
-    """The key names the integration adds to common.keys.Keys."""
-
-    def events(self, cam):
-        return f"fc:events:{{{cam}}}"
-
-    def event(self, cam, event_id):
-        return f"fc:event:{{{cam}}}:{event_id}"
-
-    def tracker_lease(self, cam):
-        return f"fc:tracker:{{{cam}}}"
 
 
 def state(n: int, label: str = "person", zones=(), cam: str = "door", end: float | None = None) -> dict:
@@ -30,14 +18,14 @@ def state(n: int, label: str = "person", zones=(), cam: str = "door", end: float
 
 
 def test_save_get_query_and_trim(redis_client):
-    store = EventStore(redis_client, Names(), max_events=5)
+    store = EventStore(redis_client, Keys(), max_events=5)
     for n in range(5):
         s = state(n, label="car" if n % 2 else "person", zones=["drive"] if n >= 3 else [])
         assert store.save(EventMessage("new", s, s)) == []
     final = {**state(1, label="car"), "end_time": 1009.0}
     store.save(EventMessage("end", state(1, label="car"), final))
     assert store.get("door", final["id"]) == final
-    assert redis_client.hget(Names().event("door", final["id"]), "type") == b"end"
+    assert redis_client.hget(Keys().event("door", final["id"]), "type") == b"end"
     assert store.get("door", "1.000000-ffffff") is None
 
     everything, cursor = store.query("door")
@@ -59,17 +47,17 @@ def test_save_get_query_and_trim(redis_client):
     trimmed = store.save(EventMessage("new", s, s))
     assert trimmed == [state(0)["id"]]
     assert store.get("door", state(0)["id"]) is None
-    assert redis_client.zcard(Names().events("door")) == 5
+    assert redis_client.zcard(Keys().events("door")) == 5
 
 
 def test_writes_are_fenced_by_the_lease(redis_client):
-    store = EventStore(redis_client, Names())
-    old = Lease(redis_client, Names().tracker_lease("door"), "old", ttl=0.3)
+    store = EventStore(redis_client, Keys())
+    old = Lease(redis_client, Keys().tracker_lease("door"), "old", ttl=0.3)
     assert old.acquire()
     s = state(1)
     store.save(EventMessage("new", s, s), lease=old)
     time.sleep(0.4)
-    heir = Lease(redis_client, Names().tracker_lease("door"), "heir", ttl=5)
+    heir = Lease(redis_client, Keys().tracker_lease("door"), "heir", ttl=5)
     assert heir.acquire()
     with pytest.raises(LeaseLostError):
         store.save(EventMessage("update", s, {**s, "top_score": 0.9}), lease=old)
@@ -79,7 +67,7 @@ def test_writes_are_fenced_by_the_lease(redis_client):
 
 
 def test_paging_through_events_that_started_in_the_same_frame(redis_client):
-    store = EventStore(redis_client, Names())
+    store = EventStore(redis_client, Keys())
     ids = [f"1000.000000-aaa{n:03d}" for n in range(5)]
     for event_id in ids:  # five objects first seen in one frame: one start time
         s = {**state(0), "id": event_id}
