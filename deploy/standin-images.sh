@@ -55,7 +55,7 @@ mounted=()
 cleanup() {
   local m
   for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
-  [ -n "$work" ] && rm -rf "$work"
+  if [ -n "$work" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
