@@ -15,30 +15,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from common.config import validate_camera_id
-from common.events_config import EVENT_ID_RE
+from common.event_files import EventPaths
 from worker.events.clips import ClipInfo, enforce_retention, write_clip
 
 log = logging.getLogger("framecast.events")
 
 
-class EventFiles:
-    """Paths and atomic writes under one events directory; safe to share between threads."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def _path(self, cam: str, event_id: str, suffix: str) -> Path:
-        validate_camera_id(cam)
-        if not EVENT_ID_RE.match(event_id):
-            raise ValueError(f"not an event id: {event_id[:80]!r}")
-        return self.root / cam / f"{event_id}{suffix}"
-
-    def snapshot_path(self, cam: str, event_id: str) -> Path:
-        return self._path(cam, event_id, ".jpg")
-
-    def clip_path(self, cam: str, event_id: str) -> Path:
-        return self._path(cam, event_id, ".mp4")
+class EventFiles(EventPaths):
+    """Atomic writes under one events directory (the paths come from common.event_files, which web
+    processes share); safe to share between threads."""
 
     def write_snapshot(self, cam: str, event_id: str, jpeg: bytes) -> Path:
         path = self.snapshot_path(cam, event_id)

@@ -15,6 +15,7 @@ import json
 
 import redis
 
+from common.events_store import EventReader
 from common.keys import Keys
 from worker.events.lease import Lease
 from worker.events.lifecycle import EventMessage
@@ -33,9 +34,12 @@ class LeaseLostError(Exception):
     """The camera's lease moved to another process: this one must stop emitting events."""
 
 
-class EventStore:
+class EventStore(EventReader):
+    """The writing side; `get` and `query` come from common.events_store, which web processes share."""
+
     def __init__(self, client: redis.Redis, keys: Keys, max_events: int = 10_000):
-        self.client, self.keys, self.max_events = client, keys, max_events
+        super().__init__(client, keys)
+        self.max_events = max_events
         self._save = client.register_script(_SAVE)
 
     def save(self, message: EventMessage, lease: Lease | None = None) -> list[str]:
@@ -65,52 +69,3 @@ class EventStore:
         pipe.zrem(self.keys.events(cam), *oldest)
         pipe.execute()
         return oldest
-
-    def get(self, cam: str, event_id: str) -> dict | None:
-        raw = self.client.hget(self.keys.event(cam, event_id), "state")
-        return None if raw is None else json.loads(raw)
-
-    def query(self, cam: str, *, since: float | None = None, until: float | None = None,
-              label: str | None = None, zone: str | None = None, limit: int = 100,
-              before: tuple[float, str] | None = None, page: int = 200) -> tuple[list[dict], tuple[float, str] | None]:
-        """Events of `cam` newest first, started within [since, until], filtered by label and zone
-        entered; returns (events, cursor for the next page or None). Reads the index in pages, so
-        memory stays bounded whatever the filters skip."""
-        out: list[dict] = []
-        key = self.keys.events(cam)
-        low = float("-inf") if since is None else float(since)
-        cursor = before
-        while len(out) < limit:
-            rows = self._page(key, cursor, until, low, page)
-            if not rows:
-                return out, None
-            pipe = self.client.pipeline(transaction=False)
-            for member, _ in rows:
-                pipe.hget(self.keys.event(cam, member.decode()), "state")
-            for (member, score), raw in zip(rows, pipe.execute(), strict=True):
-                cursor = (score, member.decode())
-                if raw is None:
-                    continue
-                state = json.loads(raw)
-                if (label is None or state["label"] == label) and (zone is None or zone in state["entered_zones"]):
-                    out.append(state)
-                    if len(out) == limit:
-                        return out, cursor
-        return out, cursor
-
-    def _page(self, key: str, cursor: tuple[float, str] | None, until: float | None, low: float,
-              page: int) -> list[tuple[bytes, float]]:
-        """The next `page` index entries after `cursor`, newest first, none older than `low`. Events
-        that started in the same frame share a score, so the cursor is a rank, looked up afresh each
-        time (newer events push ranks down); a cursor whose event was trimmed falls back to its score."""
-        if cursor is None:
-            high = "+inf" if until is None else repr(float(until))
-            return self.client.zrevrangebyscore(key, high, repr(low) if low > float("-inf") else "-inf",
-                                                start=0, num=page, withscores=True)
-        rank = self.client.zrevrank(key, cursor[1])
-        if rank is None:
-            rows = self.client.zrevrangebyscore(key, f"({cursor[0]!r}", "-inf", start=0, num=page,
-                                                withscores=True)
-        else:
-            rows = self.client.zrevrange(key, rank + 1, rank + page, withscores=True)
-        return [(m, s) for m, s in rows if s >= low]
