@@ -48,6 +48,7 @@ FLOW_BOUND_S = 30.0  # frames flowing again for every camera within this (after 
 RETURN_BOUND_S = 30.0  # a worker whose link comes back: heartbeat again within this
 CUT_S = 20.0
 CLAIM_IDLE_MS = 3000
+WEB_TOKEN = "e2e-topologies-token"
 WORKER_SETTINGS = {"claim_idle_ms": CLAIM_IDLE_MS, "heartbeat_ttl": 3, "dead_consumer_after": 60}
 
 
@@ -63,7 +64,8 @@ class Services:
         self.tmp = tmp
         self.redis_url = redis_url
         self.config = tmp / "cameras.yaml"
-        self.config.write_text(yaml.safe_dump({"worker": WORKER_SETTINGS, "web": {"stale_after": 5},
+        self.config.write_text(yaml.safe_dump({"worker": WORKER_SETTINGS,
+                                               "web": {"stale_after": 5, "token": WEB_TOKEN},
                                                "cameras": cameras}, sort_keys=False))
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -135,7 +137,7 @@ def _signal(proc: psutil.Process, sig: int) -> None:
 def _get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, dict]:
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {WEB_TOKEN}"})
         response = conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:
@@ -150,9 +152,12 @@ def _ready(host: str, port: int) -> bool:
 
 
 def _wait(condition, timeout: float, what: str, services: Services | None = None, interval: float = 0.2):
-    """Poll until `condition()` is truthy (returned); fail naming `what`, with the services' logs."""
+    """Poll until `condition()` is truthy (returned); fail naming `what`, with the services' logs,
+    and at once if a service exits meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
+        if services is not None:
+            services.assert_running()
         try:
             value = condition()
         except (redis.exceptions.RedisError, OSError):
