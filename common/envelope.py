@@ -7,6 +7,13 @@
 (run, seq) orders a camera's frames even across producer restarts. `ts` is the capture time in epoch
 ns. `dets` is None on raw frames and a list (possibly empty) on annotated ones. Decoding never raises
 anything but EnvelopeError.
+
+Stage timing rides in `meta["t"]`: {mark: microseconds after `ts`}, one mark per stage end (MARKS),
+written by whoever finished the stage. Offsets from the capture time rather than epoch ns keep each
+mark a 1-5 byte msgpack integer instead of 9 and make every duration a subtraction; microseconds are
+finer than any stage. `meta` was always a free-form map, so version 1 readers take frames with marks
+and frames without marks decode here as before (no version bump). Marks written on different hosts
+differ by the hosts' clock offset: `transit` (producer to worker) carries it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ MAX_DIMENSION = 16384
 MAX_DETECTIONS = 1000
 _JPEG_SOI = b"\xff\xd8"
 _REQUIRED = ("v", "cam", "run", "seq", "ts", "w", "h", "jpg")
+TIMING = "t"  # the meta key of the stage marks
+# The stage marks in pipeline order (each is the end of the stage of the same index in STAGES):
+# producer: JPEG encoded, batch handed to Redis; worker: entry read, decoded, detected, annotated,
+# JPEG re-encoded, annotated frame handed to Redis. The capture time (`ts`) is the start of the first.
+MARKS = ("encoded", "sent", "read", "decoded", "detected", "annotated", "reencoded", "published")
+STAGES = ("encode", "queue", "transit", "decode", "detect", "annotate", "reencode", "publish")
+# A frame's own work on the worker: what remains of its latency beyond these is waiting ("added").
+COMPUTE_STAGES = ("decode", "detect", "annotate", "reencode")
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,37 @@ class Frame:
         merged.update(meta)
         return Frame(self.cam, self.run, self.seq, self.ts, self.width, self.height, jpeg,
                      list(detections), merged)
+
+    def stamped(self, **marks_ns: int) -> Frame:
+        """A copy with stage marks (MARKS names, epoch ns) added to `meta["t"]` as microseconds after capture."""
+        timing = dict(self.meta.get(TIMING) or {})
+        for name, ns in marks_ns.items():
+            if name not in MARKS:
+                raise ValueError(f"unknown stage mark {name!r}")
+            timing[name] = (int(ns) - self.ts) // 1000
+        return Frame(self.cam, self.run, self.seq, self.ts, self.width, self.height, self.jpeg,
+                     self.detections, {**self.meta, TIMING: timing})
+
+    def marks_us(self) -> dict[str, int]:
+        """The frame's stage marks (microseconds after capture) in pipeline order; a mark that is
+        missing or not an integer (an older or foreign writer) is left out."""
+        timing = self.meta.get(TIMING)
+        if not isinstance(timing, dict):
+            return {}
+        return {name: timing[name] for name in MARKS
+                if isinstance(timing.get(name), int) and not isinstance(timing.get(name), bool)}
+
+    def stage_ms(self) -> dict[str, float]:
+        """Duration of each stage whose start and end marks are both present (ms, pipeline order)."""
+        marks = self.marks_us()
+        out = {}
+        previous: int | None = 0  # the capture time
+        for mark, stage in zip(MARKS, STAGES, strict=True):
+            value = marks.get(mark)
+            if value is not None and previous is not None:
+                out[stage] = (value - previous) / 1000.0
+            previous = value
+        return out
 
 
 def encode(frame: Frame) -> bytes:
@@ -170,4 +216,7 @@ def detections_record(frame: Frame) -> bytes:
     for key in ("worker", "infer_ms", "published_ns"):
         if key in frame.meta:
             record[key] = frame.meta[key]
+    stages = frame.stage_ms()
+    if stages:
+        record["stages_ms"] = {stage: round(ms, 3) for stage, ms in stages.items()}
     return json.dumps(record, separators=(",", ":")).encode()

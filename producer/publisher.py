@@ -12,11 +12,10 @@ import time
 
 import redis
 
-from common import envelope
 from common.config import CameraConfig, Settings
 from common.connection import Backoff
 from common.envelope import Frame
-from common.errors import EnvelopeError, FramecastError, SourceError
+from common.errors import FramecastError, SourceError
 from common.keys import Keys
 from common.logs import camera_logger
 from common.stats import CameraAccount, RateMeter
@@ -112,14 +111,15 @@ class CameraPublisher:
         started = time.perf_counter()
         try:
             jpeg, width, height = encode_frame(image, self.camera.max_width, self.camera.jpeg_quality)
-            data = envelope.encode(Frame(self.camera.id, self.run_id, self.seq, ts_ns, width, height, jpeg))
-        except (FramecastError, EnvelopeError) as exc:
+        except FramecastError as exc:
             self.account.count(metrics.DROPPED, reason="encode")
             self.log.error("frame not encoded", extra={"error": str(exc)})
             return False
+        frame = Frame(self.camera.id, self.run_id, self.seq, ts_ns, width, height, jpeg).stamped(encoded=time.time_ns())
         self.account.observe(metrics.ENCODE, (time.perf_counter() - started) * 1000.0)
         self.seq += 1
-        return self.sender.submit(data, wait=self.backlog and not self.source.live)
+        # The sender writes the envelope when it hands the frame to Redis, so the `sent` mark is true.
+        return self.sender.submit(frame, wait=self.backlog and not self.source.live)
 
     def _captured(self) -> None:
         self.account.count(metrics.CAPTURED)

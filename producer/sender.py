@@ -6,6 +6,10 @@ while Redis is unreachable frames are dropped at once. Backlog cameras (every fr
 never lose a frame here: the caller waits for room, a failed batch is sent again, and the sender
 holds back while the workers' consumer group has more undelivered and unacknowledged frames than the
 stream may hold (`high_water`), so `MAXLEN ~` trimming only ever removes frames already acknowledged.
+
+Frames are queued as Frames and serialised here, when their batch is handed to Redis, so each
+envelope carries its true `sent` mark at the cost of no extra encoding (one msgpack pack per frame,
+as before, ~50 us for a 77 KB frame).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from collections import deque
 
 import redis
 
+from common import envelope
 from common.connection import CONNECTION_ERRORS, Backoff, describe_error
+from common.envelope import Frame
+from common.errors import EnvelopeError
 from common.groups import GroupBacklog, ensure_group, read_backlog
 from common.keys import FRAME_FIELD, WORKER_GROUP
 from common.stats import CameraAccount
@@ -40,7 +47,7 @@ class FrameSender:
         # Frames the group has not acknowledged may never exceed what the stream keeps.
         self.high_water = max(1, maxlen - 2 * capacity)
         self.stop = stop
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._in_flight = 0
         self._closed = False
@@ -54,8 +61,8 @@ class FrameSender:
         self._thread.start()
 
     # ---- the publisher's side ------------------------------------------------------------------------
-    def submit(self, data: bytes, wait: bool) -> bool:
-        """Queue one envelope; True if it was queued. Live cameras never wait: a full queue loses its
+    def submit(self, frame: Frame, wait: bool) -> bool:
+        """Queue one frame; True if it was queued. Live cameras never wait: a full queue loses its
         oldest frame (`queue_full`), and while Redis is down frames are dropped at once. Backlog cameras wait for room
         (`wait`: a paced source, whose next frame can wait) or drop this frame as back-pressure (a live
         source, whose frames cannot)."""
@@ -77,7 +84,7 @@ class FrameSender:
             elif len(self._queue) >= self.capacity:
                 self.account.count(metrics.DROPPED, reason="redis" if down else "backpressure")
                 return False
-            self._queue.append(data)
+            self._queue.append(frame)
             self._cond.notify_all()
             return True
 
@@ -127,7 +134,7 @@ class FrameSender:
                     self._in_flight = 0
                     self._cond.notify_all()
 
-    def _send(self, batch: list[bytes]) -> None:
+    def _send(self, batch: list[Frame]) -> None:
         """Send one batch; backlog batches are retried until they are in Redis (or we stop)."""
         while True:
             if self.backlog and not self._wait_for_room():
@@ -150,7 +157,22 @@ class FrameSender:
             self._backoff.reset()
             return
 
-    def _write(self, batch: list[bytes]) -> None:
+    def _envelopes(self, batch: list[Frame]) -> list[bytes]:
+        """The batch's envelopes, each stamped `sent` now; a frame too large for one is dropped."""
+        sent_ns = time.time_ns()
+        out = []
+        for frame in batch:
+            try:
+                out.append(envelope.encode(frame.stamped(sent=sent_ns)))
+            except EnvelopeError as exc:
+                self.account.count(metrics.DROPPED, reason="encode")
+                self.log.error("frame not encoded", extra={"error": str(exc)})
+        return out
+
+    def _write(self, frames: list[Frame]) -> None:
+        batch = self._envelopes(frames)
+        if not batch:
+            return
         pipe = self.client.pipeline(transaction=False)
         probe_reset = self.backlog and self._redis_down and self._last_id is not None
         if probe_reset:  # after an outage: is anything we added before it still there?

@@ -51,13 +51,18 @@ class FrameProcessor:
 
     def process(self, frame: Frame, *, fps: float | None = None, max_pixels: int | None = None) -> Frame:
         """The annotated frame for a raw one: same identity and capture time, new JPEG, detections,
-        and meta `infer_ms`. Raises FrameDecodeError when the JPEG is corrupt, is not the frame's
-        announced size or has more than `max_pixels` (checked before decoding: a small hostile JPEG
-        can claim a huge picture)."""
+        meta `infer_ms` and the stage marks `decoded`, `detected`, `annotated`, `reencoded` (the
+        frame's own work, `common.envelope.COMPUTE_STAGES`). Raises FrameDecodeError when the JPEG is
+        corrupt, is not the frame's announced size or has more than `max_pixels` (checked before
+        decoding: a small hostile JPEG can claim a huge picture)."""
         image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
+        decoded = time.time_ns()
         started = time.perf_counter()
         detections = self.detect(image)
         infer_ms = (time.perf_counter() - started) * 1000.0
+        detected = time.time_ns()
         annotated = self.annotate(image, detections, fps=fps, ts_ns=frame.ts)
-        return frame.annotated(jpeg.encode(annotated, self.camera.jpeg_quality), detections,
-                               infer_ms=round(infer_ms, 2))
+        annotated_ns = time.time_ns()
+        out = jpeg.encode(annotated, self.camera.jpeg_quality)
+        return frame.annotated(out, detections, infer_ms=round(infer_ms, 2)).stamped(
+            decoded=decoded, detected=detected, annotated=annotated_ns, reencoded=time.time_ns())

@@ -1,12 +1,16 @@
 """The detector worker loop: read camera frames through a consumer group, process, publish, ack.
 
-One loop serves all of a process's cameras with one XREADGROUP over their streams. Live cameras keep
-latency bounded: of the entries read at once only the newest is processed, and a frame older than
-max_frame_age is acked and skipped. Backlog cameras process every frame, one at a time. Every entry is
+One loop serves all of a process's cameras: one XREADGROUP over their streams on a single server,
+one per hash slot on a Redis Cluster (`reads.py`). Live cameras keep latency bounded: of the entries
+read at once only the newest is processed, and a frame older than max_frame_age is acked and skipped.
+Backlog cameras process every frame, one at a time (a few at a time over a slow link). Every entry is
 acknowledged, bad ones after a copy to the camera's dead-letter stream, and each entry's count goes
 to the camera's stats in the same transaction as its XACK, so the counts match the records exactly
-even when the worker is killed. The per-frame transform is `worker.detect.pipeline.FrameProcessor`;
-this module only does the Redis side.
+even when the worker is killed. The publishing thread (`publisher.py`) writes those transactions
+while the loop reads and processes the next frames. A camera whose key Redis refuses (a stream
+overwritten with a string: WRONGTYPE) is taken out of service and retried alone, so the other
+cameras keep flowing. The per-frame transform is `worker.detect.pipeline.FrameProcessor`; this module
+only does the Redis side.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import redis
 
 from common import envelope
 from common.config import CameraConfig, Settings
-from common.connection import CONNECTION_ERRORS, Backoff, describe_error
+from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.errors import EnvelopeError
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, WORKER_GROUP, Keys
 from common.logs import camera_logger
@@ -31,6 +35,8 @@ from worker.detect.pipeline import FrameDecodeError
 from worker.live import groups, metrics
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
+from worker.live.publisher import Publication, Publisher
+from worker.live.reads import Read, ReadPace, StreamReads
 
 LIVE_BATCH = 16  # entries read at once from a live stream; all but the newest are superseded
 LAG_INTERVAL = 2.0  # seconds between consumer-group lag readings
@@ -56,8 +62,10 @@ class Worker:
         self.cfg = settings.worker
         self.cams = {c.id: ServedCamera(c, settings, client, self.name) for c in cameras}
         self.by_stream = {served.frames_key: served for served in self.cams.values()}
-        self._live = [s.frames_key for s in self.cams.values() if s.live]
-        self._backlog = [s.frames_key for s in self.cams.values() if not s.live]
+        self.reads = StreamReads(client, self.name)
+        self._pace = ReadPace()
+        self.publisher: Publisher | None = None  # started by `run`
+        self._throttled = ThrottledLog(60.0)
         self._busy = False  # the last read returned entries: read again without blocking
         self._groups_ready = False
         self._groups_created_once = False
@@ -77,6 +85,7 @@ class Worker:
         embedding program). Redis outages, restarts and vanished groups are waited out, never fatal.
         """
         backoff = Backoff(base=0.2, cap=5.0)
+        self.publisher = Publisher(self.client, name=f"framecast-publisher-{self.name}")
         try:
             while not self.stop.is_set():
                 try:
@@ -87,20 +96,20 @@ class Worker:
                     backoff.reset()
                 except GroupMissingError as exc:
                     self._group_lost(exc)
-                except redis.exceptions.ResponseError as exc:
-                    if groups.is_missing_group(exc):
-                        self._group_lost(exc)
-                        continue
-                    # e.g. READONLY during a failover, or a key overwritten with another type
-                    self.log.error("redis refused a command, retrying", extra={"error": describe_error(exc)})
-                    if backoff.wait(self.stop):
-                        break
-                except CONNECTION_ERRORS as exc:
+                except CONNECTION_ERRORS as exc:  # before ResponseError: CLUSTERDOWN, READONLY are both
                     if not self._redis_down:
                         metrics.REDIS_OUTAGES.inc()
                         self.log.warning("redis unavailable, reconnecting", extra={"error": describe_error(exc)})
                     self._redis_down = True
                     self._groups_ready = False  # a restarted Redis without persistence has none
+                    if backoff.wait(self.stop):
+                        break
+                except redis.exceptions.ResponseError as exc:
+                    if groups.is_missing_group(exc):
+                        self._group_lost(exc)
+                        continue
+                    # e.g. OOM or a refused permission: nothing one camera's isolation can help
+                    self.log.error("redis refused a command, retrying", extra={"error": describe_error(exc)})
                     if backoff.wait(self.stop):
                         break
         finally:
@@ -111,6 +120,7 @@ class Worker:
 
         The frames read are all handled (and acked) even when `stop` is set meanwhile.
         """
+        self._collect_publishing()
         if not self._groups_ready:
             self._ensure_groups()
         self._periodic()
@@ -122,36 +132,104 @@ class Worker:
     def _read(self) -> list[tuple[ServedCamera, list]]:
         """Block until frames arrive when idle; while frames keep coming, read without blocking so a
         live stream's backlog is read as one batch and a backlog stream's frames one at a time."""
-        if not self._busy:
-            count = 1 if self._backlog else LIVE_BATCH
-            # Wake up for the next periodic chore (heartbeat, reclaim) even when no frame arrives.
-            until_due = min(self._due.values(), default=0.0) - time.monotonic()
-            block = max(10, min(self.cfg.block_ms, int(until_due * 1000)))
-            return self._xread(list(self.by_stream), count, block)
-        batches = []
-        if self._live:
-            batches += self._xread(self._live, LIVE_BATCH, None)
-        if self._backlog:
-            batches += self._xread(self._backlog, 1, None)
-        return batches
+        # Wake up for the next periodic chore (heartbeat, reclaim, a broken camera's retry) even when
+        # no frame arrives.
+        until_due = min([*self._due.values(), *(s.retry_at for s in self.cams.values() if s.fault)],
+                        default=0.0) - time.monotonic()
+        wait_ms = max(10, min(self.cfg.block_ms, int(until_due * 1000)))
+        reads = self._plan(idle=not self._busy)
+        if not reads:  # every camera is out of service
+            self.stop.wait(wait_ms / 1000)
+            return []
+        block = self.reads.block_ms(reads, wait_ms) if not self._busy else None
+        started = time.monotonic()
+        found, refused = self.reads.read(reads, block)
+        if block is None:
+            self._pace.read_took(time.monotonic() - started)
+        for stream, exc in refused.items():
+            self._refused(self.by_stream[stream], stream, exc)
+        for read in reads:
+            for stream in read.streams:
+                served = self.by_stream[stream]
+                if stream not in refused and served.fault_key == stream:
+                    self._recovered(served)
+        return [(self.by_stream[stream], entries) for stream, entries in found]
 
-    def _xread(self, streams: list[str], count: int, block: int | None) -> list[tuple[ServedCamera, list]]:
-        reply = self.client.xreadgroup(WORKER_GROUP, self.name, {s: ">" for s in streams},
-                                       count=count, block=block)
-        items = reply.items() if isinstance(reply, dict) else (reply or [])
-        out = []
-        for stream, entries in items:
-            if entries:
-                out.append((self.by_stream[as_str(stream)], entries))
-        return out
+    def _plan(self, idle: bool) -> list[Read]:
+        """The reads of one pass over the cameras in service: idle, one read over every stream (per
+        slot on a cluster); busy, live and backlog streams apart, each with its own count."""
+        now = time.monotonic()
+        serving = [s for s in self.cams.values() if s.readable(now)]
+        kinds = [serving] if idle else [[s for s in serving if s.live], [s for s in serving if not s.live]]
+        backlog_count = self._pace.backlog_count()
+        reads = []
+        for kind in kinds:
+            for streams in self.reads.slot_groups([s.frames_key for s in kind]):
+                backlog = any(not self.by_stream[stream].live for stream in streams)
+                reads.append(Read(tuple(streams), backlog_count if backlog else LIVE_BATCH))
+        return reads
 
     def _ensure_groups(self) -> None:
+        now = time.monotonic()
         for served in self.cams.values():
-            if groups.ensure_group(self.client, served.frames_key, "$" if served.live else "0"):
+            if not served.readable(now):
+                continue
+            try:
+                created = groups.ensure_group(self.client, served.frames_key, "$" if served.live else "0")
+            except redis.exceptions.ResponseError as exc:
+                if isinstance(exc, CONNECTION_ERRORS):
+                    raise
+                self._refused(served, served.frames_key, exc)
+                continue
+            if created:
                 if self._groups_created_once:
                     served.account.count(metrics.RECREATED)
                 served.log.info("created consumer group", extra={"group": WORKER_GROUP, "mode": served.camera.mode})
         self._groups_ready = self._groups_created_once = True
+
+    # ---- cameras with a broken key -------------------------------------------------------------------
+    def _refused(self, served: ServedCamera, key: str, exc: Exception) -> None:
+        """Redis refused a command on one camera's `key`: a vanished group is re-created; anything
+        else (a key of the wrong type) takes the camera out of service until its retry."""
+        if groups.is_missing_group(exc):
+            self._group_lost(exc)
+        else:
+            self._broken(served, key, f"{key}: {describe_error(exc)}")
+
+    def _broken(self, served: ServedCamera, key: str, fault: str) -> None:
+        if served.bench(key, fault):  # logged and counted once per fault, not per retry
+            served.account.count(metrics.FAULTS)
+            served.account.set(metrics.BROKEN, 1)
+            served.log.error("camera out of service: Redis refuses one of its keys; the other cameras go on, "
+                             "this one is retried every 10-30 s", extra={"error": fault})
+
+    def _recovered(self, served: ServedCamera) -> None:
+        if served.recover():
+            served.account.set(metrics.BROKEN, 0)
+            served.log.info("camera back in service: Redis accepts its keys again")
+
+    def _collect_publishing(self) -> None:
+        """Take in what the publishing thread found: broken or mended cameras, then a failed write
+        (raised here, so the loop backs off as for its own failures)."""
+        while self.publisher.faults:
+            served, key, fault = self.publisher.faults.popleft()
+            if fault is None:
+                self._recovered(served)
+            else:
+                self._broken(served, key, fault)
+        error = self.publisher.take_error()
+        if error is not None:
+            raise error
+
+    def _camera_chore(self, served: ServedCamera, chore, *args):
+        """Run one camera's chore; a refusal on its frames stream benches the camera (None)."""
+        try:
+            return chore(self.client, served.frames_key, *args)
+        except redis.exceptions.ResponseError as exc:
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise
+            self._refused(served, served.frames_key, exc)
+            return None
 
     def _group_lost(self, exc: Exception) -> None:
         self.log.warning("consumer group missing (Redis restarted or flushed?), re-creating it",
@@ -172,14 +250,15 @@ class Worker:
         if self._is_due("reclaim", self.cfg.claim_idle_ms / 2000):
             self._reclaim()
         if self._is_due("lag", LAG_INTERVAL):
-            for served in self.cams.values():
-                lag, pending = groups.group_backlog(self.client, served.frames_key)
-                served.account.set(metrics.LAG, lag)
-                served.account.set(metrics.PENDING, pending)
+            for served in self._serving():
+                backlog = self._camera_chore(served, groups.group_backlog)
+                if backlog is not None:
+                    served.account.set(metrics.LAG, backlog[0])
+                    served.account.set(metrics.PENDING, backlog[1])
         if self._is_due("consumers", min(DEAD_CONSUMER_INTERVAL, self.cfg.dead_consumer_after / 2)):
-            for served in self.cams.values():
-                removed = groups.remove_dead_consumers(self.client, served.frames_key, self.name,
-                                                       int(self.cfg.dead_consumer_after * 1000))
+            for served in self._serving():
+                removed = self._camera_chore(served, groups.remove_dead_consumers, self.name,
+                                             int(self.cfg.dead_consumer_after * 1000))
                 if removed:
                     served.log.info("removed dead consumers", extra={"consumers": removed})
         if self._is_due("skip-log", SKIP_LOG_INTERVAL):
@@ -190,7 +269,22 @@ class Worker:
         for served in self.cams.values():
             served.account.stats.maybe_flush()
 
+    def _serving(self) -> list[ServedCamera]:
+        now = time.monotonic()
+        return [s for s in self.cams.values() if s.readable(now)]
+
     def _heartbeat(self) -> None:
+        try:
+            self._send_heartbeat()
+        except redis.exceptions.ResponseError as exc:
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise
+            # e.g. a registry key overwritten with another type: the frames need not wait for it
+            if self._throttled.due("heartbeat"):
+                self.log.error("heartbeat refused by Redis; the web tier will not list this worker",
+                               extra={"error": describe_error(exc)})
+
+    def _send_heartbeat(self) -> None:
         heartbeat(self.client, self.keys, "worker", self.name, {
             "host": socket.gethostname(), "pid": os.getpid(), "cameras": sorted(self.cams),
             "modes": {cam: s.camera.mode for cam, s in self.cams.items()},
@@ -198,12 +292,14 @@ class Worker:
             "fps": {cam: round(s.processed_fps(), 2) for cam, s in self.cams.items()},
             "processed": self.processed,
             "last_frame_ts": max((s.last_frame_ts for s in self.cams.values()), default=0.0),
+            "errors": {cam: s.fault for cam, s in self.cams.items() if s.fault},  # cameras out of service
         }, self.cfg.heartbeat_ttl)
 
     def _reclaim(self) -> None:
         """Take over frames left pending by consumers that died mid-frame, and handle them."""
-        for served in self.cams.values():
-            entries, deleted = groups.claim_stale(self.client, served.frames_key, self.name, self.cfg.claim_idle_ms)
+        for served in self._serving():
+            claimed = self._camera_chore(served, groups.claim_stale, self.name, self.cfg.claim_idle_ms)
+            entries, deleted = claimed or ([], [])
             if entries or deleted:
                 served.account.count(metrics.RECLAIMED, len(entries))
                 served.log.info("reclaimed pending frames", extra={"frames": len(entries), "trimmed": len(deleted)})
@@ -211,6 +307,8 @@ class Worker:
                 self._handle(served, entry_id, fields)
 
     def _shutdown(self) -> None:
+        if self.publisher is not None and not self.publisher.close():
+            self.log.warning("frames still being published at exit stay pending, for another worker to reclaim")
         for served in self.cams.values():
             served.account.stats.flush()
         try:
@@ -221,6 +319,7 @@ class Worker:
 
     # ---- per entry -----------------------------------------------------------------------------------
     def _handle_batch(self, served: ServedCamera, entries: list) -> None:
+        started = time.monotonic()
         if served.live and len(entries) > 1:
             # The worker fell behind: the older entries of the batch are superseded by the newest.
             stale = [eid for eid, _ in entries[:-1]]
@@ -228,9 +327,11 @@ class Worker:
             entries = entries[-1:]
         for entry_id, fields in entries:
             self._handle(served, entry_id, fields)
+        self._pace.frames_took(time.monotonic() - started, len(entries))
 
     def _handle(self, served: ServedCamera, entry_id: bytes | str, fields: dict) -> None:
-        """Process one entry and acknowledge it, whatever happens to it."""
+        """Process one entry and have it acknowledged (by the publishing thread), whatever happens to it."""
+        read_ns = time.time_ns()  # the `read` mark: the worker takes the entry up
         eid = as_str(entry_id)
         data = fields.get(FRAME_FIELD) if fields else None
         if data is None:
@@ -246,11 +347,12 @@ class Worker:
             return self._dead_letter(served, eid, data, f"frame of camera {frame.cam!r} in this stream", "envelope")
         if served.live and time.time_ns() - frame.ts > served.max_age_ns:
             return self._skip(served, [eid])
+        frame = frame.stamped(read=read_ns)
         try:
             result = served.processor.process(frame, fps=served.source_fps(), max_pixels=self.cfg.max_frame_pixels)
             published_ns = time.time_ns()
             result = result.annotated(result.jpeg, result.detections or [], worker=self.name,
-                                      published_ns=published_ns)
+                                      published_ns=published_ns).stamped(published=published_ns)
             payload = envelope.encode(result)
         except FrameDecodeError as exc:
             return self._dead_letter(served, eid, data, str(exc), "jpeg")
@@ -260,40 +362,27 @@ class Worker:
         streams = self.settings.streams
         served.account.observe(metrics.INFERENCE, result.meta.get("infer_ms", 0.0))
         served.account.observe(metrics.END_TO_END, (published_ns - frame.ts) / 1e6)
-        pipe = self._pipeline()
-        pipe.xadd(served.annotated_key, {FRAME_FIELD: payload}, maxlen=streams.annotated_maxlen, approximate=True)
-        pipe.xadd(served.detections_key, {DETECTIONS_FIELD: envelope.detections_record(result)},
-                  maxlen=streams.detections_maxlen, approximate=True)
-        self._ack(served, pipe, [eid], metrics.PROCESSED)
-        served.record_processed(frame.run, frame.seq, frame.ts, published_ns)
+        for stage, ms in result.stage_ms().items():
+            served.account.observe(metrics.STAGE, ms, stage=stage)
+        writes = [(served.annotated_key, {FRAME_FIELD: payload}, streams.annotated_maxlen),
+                  (served.detections_key, {DETECTIONS_FIELD: envelope.detections_record(result)},
+                   streams.detections_maxlen)]
+        self._ack(served, [eid], metrics.PROCESSED, writes,
+                  done=lambda: served.record_processed(frame.run, frame.seq, frame.ts, published_ns))
         return None
 
-    def _pipeline(self):
-        # A transaction: the entry's results, its XACK and its count are applied together or not at
-        # all, even if the worker dies mid-write. One camera's keys share a hash tag (one cluster slot).
-        return self.client.pipeline(transaction=True)
-
-    def _ack(self, served: ServedCamera, pipe, entry_ids: list[str], figure: Figure, **labels: str) -> None:
-        """Acknowledge `entry_ids` in `pipe` (which holds what was done with them), counting them as
-        `figure` in the same transaction, then run it."""
-        pipe.xack(served.frames_key, WORKER_GROUP, *entry_ids)
-        served.account.queue(pipe, figure, len(entry_ids), **labels)
-        try:
-            pipe.execute()
-        except BaseException:
-            served.account.settle(False)
-            raise
-        served.account.settle(True)
+    def _ack(self, served: ServedCamera, entry_ids: list[str], figure: Figure, writes=(), done=None,
+             **labels: str) -> None:
+        """Have `entry_ids` written (`writes`: what was done with them), acknowledged and counted as
+        `figure` in one transaction, by the publishing thread; `done` runs once it is written."""
+        self.publisher.put(Publication(served, entry_ids, figure, labels, list(writes), done))
 
     def _skip(self, served: ServedCamera, entry_ids: list[str]) -> None:
         """Ack stale live frames unprocessed: a newer frame makes them worthless."""
-        self._ack(served, self._pipeline(), entry_ids, metrics.SKIPPED)
-        served.skipped += len(entry_ids)
+        self._ack(served, entry_ids, metrics.SKIPPED, done=lambda: served.record_skipped(len(entry_ids)))
 
     def _dead_letter(self, served: ServedCamera, entry_id: str, data: bytes, error: str, reason: str) -> None:
         served.log.warning("bad frame dead-lettered", extra={"entry": entry_id, "error": error, "reason": reason})
-        pipe = self._pipeline()
-        pipe.xadd(served.deadletter_key, {"entry": entry_id, "error": error, "reason": reason,
-                                          "data": bytes(data[:DEADLETTER_MAX_BYTES])},
-                  maxlen=self.settings.streams.deadletter_maxlen, approximate=True)
-        self._ack(served, pipe, [entry_id], metrics.FAILED, reason=reason)
+        copy = {"entry": entry_id, "error": error, "reason": reason, "data": bytes(data[:DEADLETTER_MAX_BYTES])}
+        self._ack(served, [entry_id], metrics.FAILED,
+                  [(served.deadletter_key, copy, self.settings.streams.deadletter_maxlen)], reason=reason)

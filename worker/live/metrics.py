@@ -7,6 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from common.metrics import MS_BUCKETS
 from common.stats import Figure, StatsField
 
+STAGE_BUCKETS = (0.1, 0.25, 0.5, *MS_BUCKETS)  # most stages of a frame take well under a millisecond
+
 FRAMES_PROCESSED = Counter("framecast_worker_frames_processed_total", "Frames detected and published", ["camera"])
 FRAMES_SKIPPED = Counter("framecast_worker_frames_skipped_total",
                          "Frames acked without processing because they were stale (live mode)", ["camera"])
@@ -19,6 +21,10 @@ INFERENCE_MS = Histogram("framecast_worker_inference_ms", "Detector time per fra
                          buckets=MS_BUCKETS)
 END_TO_END_MS = Histogram("framecast_worker_end_to_end_ms", "Capture to annotated frame published (ms)",
                           ["camera"], buckets=MS_BUCKETS)
+STAGE_MS = Histogram("framecast_worker_stage_ms",
+                     "Time per pipeline stage of each published frame, from its stage marks (ms): producer "
+                     "encode, queue (producer send queue), transit (Redis and the wait for a worker), decode, "
+                     "detect, annotate, reencode, publish", ["camera", "stage"], buckets=STAGE_BUCKETS)
 GROUP_LAG = Gauge("framecast_worker_group_lag", "Entries in the frames stream not yet read by the group",
                   ["camera"])
 GROUP_PENDING = Gauge("framecast_worker_group_pending", "Entries read by the group but not acknowledged",
@@ -35,6 +41,7 @@ FAILED = Figure(FRAMES_FAILED, StatsField.FAILED)
 RECLAIMED = Figure(FRAMES_RECLAIMED)
 INFERENCE = Figure(INFERENCE_MS, StatsField.INFER_MS)
 END_TO_END = Figure(END_TO_END_MS, StatsField.LATENCY_MS)
+STAGE = Figure(STAGE_MS)
 LAG = Figure(GROUP_LAG)
 PENDING = Figure(GROUP_PENDING)
 RECREATED = Figure(GROUPS_RECREATED)
