@@ -119,27 +119,26 @@ class CameraAccount:
     def __init__(self, client: redis.Redis, keys: Keys, cam: str, interval: float = 1.0):
         self.cam = cam
         self.stats = StatsWriter(client, keys, cam, interval)
-        self._queued: tuple[tuple, Figure | None, int, dict[str, str]] | None = None
+        self._queued: list[tuple[tuple, Figure | None, int, dict[str, str]]] = []
 
     def queue(self, pipe, figure: Figure | None = None, amount: int = 1, **labels: str) -> None:
         """Put the pending Redis figures, plus `amount` of `figure`, in the caller's pipeline (the one
         that does what the figure counts), so the count is written exactly when the work is; call
-        `settle` after the pipeline ran or failed."""
+        `settle` after the pipeline ran or failed. Several figures may be queued in one pipeline
+        before its one `settle`."""
         taken = self.stats.queue(pipe)
         if figure is not None and amount > 0 and figure.field:
             pipe.hincrby(self.stats.key, figure.field, amount)
-        self._queued = (taken, figure, amount, labels)
+        self._queued.append((taken, figure, amount, labels))
 
     def settle(self, written: bool) -> None:
-        """After the pipeline given to `queue`: count the figure in Prometheus if it was written, and
+        """After the pipeline given to `queue`: count the figures in Prometheus if it was written, and
         keep the other pending figures for the next write if it was not."""
-        queued, self._queued = self._queued, None
-        if queued is None:
-            return
-        taken, figure, amount, labels = queued
-        self.stats.settle(taken, written)
-        if written and figure is not None and amount > 0:
-            figure.metric.labels(camera=self.cam, **labels).inc(amount)
+        queued, self._queued = self._queued, []
+        for taken, figure, amount, labels in queued:
+            self.stats.settle(taken, written)
+            if written and figure is not None and amount > 0:
+                figure.metric.labels(camera=self.cam, **labels).inc(amount)
 
     def count(self, figure: Figure, amount: int = 1, **labels: str) -> None:
         if amount <= 0:

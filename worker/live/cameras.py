@@ -1,6 +1,7 @@
 """What a worker keeps per camera it serves: the frame processor, stream keys, the camera's account
-(Prometheus and Redis stats), a logger, and the rates it reports in heartbeats. Owned and used by
-one worker loop (not thread-safe)."""
+(Prometheus and Redis stats), a logger, the rates it reports in heartbeats, and whether one of its
+keys is broken. Owned by one worker loop; its publishing thread records what it published (each a
+single assignment or deque append, read by the loop)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from common.logs import camera_logger
 from common.stats import CameraAccount, RateMeter
 from worker.detect import create_detector
 from worker.detect.pipeline import FrameProcessor
+
+# A camera with a broken key is tried again after these delays (s), then every last one.
+FAULT_RETRY_S = (10.0, 20.0, 30.0)
 
 
 class ServedCamera:
@@ -40,6 +44,10 @@ class ServedCamera:
         self.skipped = 0
         self._processed_rate = RateMeter()
         self._skip_mark = (time.monotonic(), 0)
+        self.fault: str | None = None  # what is broken (a key of the wrong type...), None when serving
+        self.fault_key: str | None = None  # the key that is broken
+        self.retry_at = 0.0  # when a broken camera is read again
+        self._fault_tries = 0
 
     @property
     def model_name(self) -> str:
@@ -50,6 +58,28 @@ class ServedCamera:
         self.recent.append((run, seq, ts))
         self.processed += 1
         self.last_frame_ts = published_ns / 1e9
+
+    def record_skipped(self, count: int) -> None:
+        self.skipped += count
+
+    def readable(self, now: float) -> bool:
+        """False while the camera is out of service for a broken key, until its retry is due."""
+        return self.fault is None or now >= self.retry_at
+
+    def bench(self, key: str, fault: str) -> bool:
+        """Take the camera out of the reads until its next retry (FAULT_RETRY_S); True if `fault` is
+        news (not what it was already out for), so the caller logs and counts it once."""
+        news = fault != self.fault
+        self.fault, self.fault_key = fault, key
+        self.retry_at = time.monotonic() + FAULT_RETRY_S[min(self._fault_tries, len(FAULT_RETRY_S) - 1)]
+        self._fault_tries += 1
+        return news
+
+    def recover(self) -> bool:
+        """Back in service; True if it was out."""
+        was_out = self.fault is not None
+        self.fault, self.fault_key, self._fault_tries = None, None, 0
+        return was_out
 
     def source_fps(self) -> float | None:
         """The camera's frame rate from sequence numbers and capture times, so it stays right

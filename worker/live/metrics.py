@@ -34,6 +34,11 @@ REDIS_OUTAGES = Counter("framecast_worker_redis_outages_total",
 GROUPS_RECREATED = Counter("framecast_worker_groups_recreated_total",
                            "Consumer groups the worker re-created after they vanished (Redis restart, FLUSHALL)",
                            ["camera"])
+CAMERA_FAULTS = Counter("framecast_worker_camera_faults_total",
+                        "Times a camera was taken out of service for a broken key (e.g. a stream of the wrong "
+                        "type), or its fault changed", ["camera"])
+CAMERA_BROKEN = Gauge("framecast_worker_camera_broken",
+                      "1 while the camera is out of service for a broken key, retried every 10-30 s", ["camera"])
 
 PROCESSED = Figure(FRAMES_PROCESSED, StatsField.PROCESSED)
 SKIPPED = Figure(FRAMES_SKIPPED, StatsField.SKIPPED_STALE)
@@ -45,3 +50,5 @@ STAGE = Figure(STAGE_MS)
 LAG = Figure(GROUP_LAG)
 PENDING = Figure(GROUP_PENDING)
 RECREATED = Figure(GROUPS_RECREATED)
+FAULTS = Figure(CAMERA_FAULTS)
+BROKEN = Figure(CAMERA_BROKEN)
