@@ -13,6 +13,7 @@ from common.registry import live_members
 from common.stats import read_stats
 from web import metrics as web_metrics
 from web.query import flag
+from web.stages import recent_stages
 from web.state import WebState, state
 from web.streams import last_entry_age_s
 
@@ -59,6 +60,8 @@ def camera_summaries(st: WebState) -> list[dict]:
             "failed": int(stats.get("failed", 0)), "source_reconnects": int(stats.get("reconnects", 0)),
             "workers": [w["id"] for w in workers if camera.id in w.get("cameras", [])],
             "viewers": viewers.get(camera.id, 0),
+            "stages": recent_stages(st.client, st.keys, camera.id),  # p50/p95 per stage, newest frames
+            "send_ms": web_metrics.counts_for(camera.id).send_summary(),  # this process's viewers
         })
     return out
 

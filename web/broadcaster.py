@@ -22,6 +22,12 @@ from web.source import FrameSource, NoSignal
 from web.streams import stream_key
 
 
+def _published_ns(frame: Frame) -> int | None:
+    """When the worker handed the frame to Redis (its `published` stage mark), if it says."""
+    published_us = frame.marks_us().get("published")
+    return None if published_us is None else frame.ts + published_us * 1000
+
+
 class Mailbox:
     """One viewer's slot for the newest part: the feed's thread puts, the viewer's thread gets."""
 
@@ -30,22 +36,27 @@ class Mailbox:
         self.counts = counts
         self._cond = threading.Condition()
         self._part: bytes | None = None
+        self._published_ns: int | None = None  # when the worker published the part's frame
         self.closed = False
 
-    def put(self, part: bytes) -> None:
+    def put(self, part: bytes, published_ns: int | None = None) -> None:
         with self._cond:
             if self._part is not None:
                 self.counts.frame_skipped()
-            self._part = part
+            self._part, self._published_ns = part, published_ns
             self._cond.notify()
 
     def get(self, timeout: float) -> bytes | None:
+        """The newest part, which the viewer's thread writes to its socket at once (so its `send`
+        time, publish to here, is measured here), or None after `timeout`."""
         with self._cond:
             if self._part is None and not self.closed:
                 self._cond.wait(timeout)
             part, self._part = self._part, None
+            published_ns = self._published_ns
         if part is not None:
-            self.counts.frame_sent(len(part))
+            send_ms = None if published_ns is None else (time.time_ns() - published_ns) / 1e6
+            self.counts.frame_sent(len(part), send_ms)
         return part
 
     def close(self) -> None:
@@ -115,7 +126,7 @@ class CameraFeed:
         try:
             for event in events:
                 if isinstance(event, Frame):
-                    self._show(mjpeg.part(event.jpeg, event.seq, event.ts))
+                    self._show(mjpeg.part(event.jpeg, event.seq, event.ts), _published_ns(event))
                 elif isinstance(event, NoSignal):
                     self._show_no_signal(event)
                 if self.stop.is_set() or self._retire_if_idle():
@@ -132,14 +143,14 @@ class CameraFeed:
             self.retired = True
             return True
 
-    def _show(self, part: bytes) -> None:
+    def _show(self, part: bytes, published_ns: int | None = None) -> None:
         with self._lock:
             self._last_part = part
             self._last_frame_at = time.monotonic()
             self._no_signal = None
             targets = list(self._viewers)
         for mailbox in targets:
-            mailbox.put(part)
+            mailbox.put(part, published_ns)
 
     def _show_no_signal(self, event: NoSignal) -> None:
         """The gap's picture to every viewer: rendered once per gap, re-sent when the source repeats it."""

@@ -5,9 +5,11 @@ multiprocess files (web.serving sets that up) and /metrics sums them over the li
 """
 
 import os
+import threading
+from collections import deque
 from functools import cache
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 VIEWERS = Gauge("framecast_web_viewers", "MJPEG viewers connected", ["camera"], multiprocess_mode="livesum")
@@ -18,10 +20,16 @@ FRAMES_SKIPPED = Counter("framecast_web_frames_skipped_total",
                          "Frames a slow viewer skipped (replaced by a newer one before it was sent)", ["camera"])
 FRAMES_OUT_OF_ORDER = Counter("framecast_web_frames_out_of_order_total",
                               "Frames not sent because a newer one had been sent already", ["camera"])
+SEND_MS = Histogram("framecast_web_send_ms",
+                    "Send stage: from the worker publishing a frame to its part handed to a viewer's socket (ms)",
+                    ["camera"], buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 400, 600, 1000, 2000))
 BYTES_OUT = Counter("framecast_web_bytes_out_total", "MJPEG bytes handed to viewers", ["camera"])
 NO_SIGNAL = Counter("framecast_web_no_signal_total", "Times a camera's feed went to 'no signal'", ["camera"])
 READ_ERRORS = Counter("framecast_web_stream_read_errors_total",
                       "Failed reads of a camera's stream (Redis unavailable or restarting)", ["camera"])
+
+
+SEND_WINDOW = 100
 
 
 class CameraCounts:
@@ -31,6 +39,9 @@ class CameraCounts:
     def __init__(self, cam: str):
         self._viewers = VIEWERS.labels(camera=cam)
         self._sent = FRAMES_SENT.labels(camera=cam)
+        self._send_ms = SEND_MS.labels(camera=cam)
+        self._recent_send: deque[float] = deque(maxlen=SEND_WINDOW)  # viewers' threads append
+        self._recent_lock = threading.Lock()
         self._bytes = BYTES_OUT.labels(camera=cam)
         self._skipped = FRAMES_SKIPPED.labels(camera=cam)
         self._out_of_order = FRAMES_OUT_OF_ORDER.labels(camera=cam)
@@ -43,9 +54,23 @@ class CameraCounts:
     def viewer_left(self) -> None:
         self._viewers.dec()
 
-    def frame_sent(self, size: int) -> None:
+    def frame_sent(self, size: int, send_ms: float | None = None) -> None:
         self._sent.inc()
         self._bytes.inc(size)
+        if send_ms is not None:
+            self._send_ms.observe(send_ms)
+            with self._recent_lock:
+                self._recent_send.append(send_ms)
+
+    def send_summary(self) -> dict | None:
+        """p50/p95 of the send stage over this process's last SEND_WINDOW parts handed to viewers
+        (None before any): the browser side of a camera's time, which only this process sees."""
+        with self._recent_lock:
+            values = sorted(self._recent_send)
+        if not values:
+            return None
+        pick = lambda pct: round(values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))], 3)  # noqa: E731
+        return {"frames": len(values), "p50": pick(50), "p95": pick(95)}
 
     def frame_skipped(self) -> None:
         self._skipped.inc()

@@ -76,6 +76,45 @@
     });
   }
 
+  // Where a camera's time goes: one bar per camera, a segment per stage sized by its p50 over the
+  // newest frames (/api/cameras `stages`, plus `send_ms` to this web process's viewers), coloured by
+  // what it depends on. Widths are set through the CSSOM, which the style-src 'self' policy allows.
+  const STAGES = [
+    ["encode", "producer"], ["queue", "queue"], ["transit", "network"], ["decode", "worker"],
+    ["detect", "model"], ["annotate", "worker"], ["reencode", "worker"], ["publish", "worker"], ["send", "browser"]];
+  const GROUPS = ["producer", "queue", "network", "model", "worker", "browser"];
+  function renderStages(tile, cam) {
+    const bar = tile.querySelector(".stages");
+    const legend = tile.querySelector(".stage-legend");
+    if (!bar || !legend) return;
+    const stages = cam.stages || { p50: {}, p95: {}, frames: 0 };
+    const p50 = Object.assign({}, stages.p50), p95 = Object.assign({}, stages.p95);
+    if (cam.send_ms) { p50.send = cam.send_ms.p50; p95.send = cam.send_ms.p95; }
+    const total = STAGES.reduce((sum, [stage]) => sum + Math.max(0, p50[stage] || 0), 0);
+    const byGroup = {};
+    STAGES.forEach(([stage, group]) => {
+      let seg = bar.querySelector('[data-stage="' + stage + '"]');
+      if (!seg) {
+        seg = document.createElement("span");
+        seg.className = "seg stage-" + group;
+        seg.dataset.stage = stage;
+        bar.appendChild(seg);
+      }
+      const ms = Math.max(0, p50[stage] || 0);
+      seg.style.width = (total > 0 ? (100 * ms / total).toFixed(2) : "0") + "%";
+      seg.title = stage + ": p50 " + fmt(p50[stage], 1, " ms") + ", p95 " + fmt(p95[stage], 1, " ms");
+      if (p50[stage] !== undefined) byGroup[group] = (byGroup[group] || 0) + ms;
+    });
+    bar.classList.toggle("empty", total <= 0);
+    legend.replaceChildren(...GROUPS.filter((g) => byGroup[g] !== undefined).map((group) => {
+      const item = document.createElement("span");
+      item.className = "key stage-" + group;
+      item.textContent = group + " " + byGroup[group].toFixed(1);
+      return item;
+    }));
+    if (total > 0) legend.append(" ms p50 over " + stages.frames + " frames");
+  }
+
   function fmt(value, digits, unit) { return value === null || value === undefined ? "–" : Number(value).toFixed(digits) + unit; }
 
   async function refreshStats() {
@@ -97,6 +136,7 @@
           " · latency " + fmt(cam.latency_ms, 0, " ms") + " · inference " + fmt(cam.infer_ms, 0, " ms") +
           " · dropped " + cam.dropped + " · stale skipped " + cam.skipped_stale + " · failed " + cam.failed +
           " · workers " + cam.workers.length;
+        renderStages(tile, cam);
       });
       document.getElementById("summary").textContent =
         body.cameras.length + " camera(s) · " + workers.size + " worker(s) · updated " + new Date().toLocaleTimeString();
