@@ -10,10 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import fanout, latency, offline, workers
+from bench import cluster, fanout, latency, offline, workers
 from bench.harness import REPO, machine
 
-SUITES = ("workers", "latency", "fanout", "offline")
+SUITES = ("workers", "latency", "fanout", "offline", "cluster")
 
 
 def _fmt(value) -> str:
@@ -35,6 +35,10 @@ def print_result(result: dict) -> None:
     else:
         for key, value in figures.items():
             print(f"  {key:<28} {_fmt(value)}")
+    if "stages" in result:  # per-stage table: where each frame's time went
+        print(f"  {'stage':<14} {'p50 ms':>9} {'p95 ms':>9} {'frames':>7}")
+        for stage, row in result["stages"].items():
+            print(f"  {stage:<14} {_fmt(row['p50']):>9} {_fmt(row['p95']):>9} {row['frames']:>7}")
     for design, rows in result.get("series", {}).items():
         print(f"  {design} latency by 5 s bucket (p50 / max ms): "
               + ", ".join(f"{_fmt(r['p50_ms'])}/{_fmt(r['max_ms'])}" for r in rows))
@@ -48,24 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer frames, repeats and viewers (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--seconds", type=float, help="length of each timed latency run (default 30 and 60, "
+                                                       "--quick 10 and 20)")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     chosen = args.only or SUITES
     info = {"machine": machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:]),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": []}
-    print(f"machine: {info['machine']['cores']} cores, {info['machine']['cpu']}")
+    box = info["machine"]
+    print(f"machine: {box['cores']} cores, {box['cpu']}, load average {box['load']} at the start")
     with tempfile.TemporaryDirectory(prefix="framecast-bench-") as tmp:
         work = Path(tmp)
         for suite in chosen:
             if suite == "workers":
                 results = workers.run(work / "workers", repeats, 60 if args.quick else 400)
             elif suite == "latency":
-                results = latency.run(work / "latency", 10 if args.quick else 30, 20 if args.quick else 60)
+                native_s, overload_s = (args.seconds, args.seconds) if args.seconds else (
+                    (10, 20) if args.quick else (30, 60))
+                results = latency.run(work / "latency", native_s, overload_s)
             elif suite == "fanout":
                 counts = [1, 10, 100] if args.quick else [1, 10, 100, 300]
                 results = fanout.run(work / "fanout", counts, 5 if args.quick else 10)
-            else:
+            elif suite == "offline":
                 results = offline.run(work / "offline", repeats, 60 if args.quick else 795)
+            else:
+                results = cluster.run(work / "cluster", repeats, 60 if args.quick else 400)
             for result in results:
                 print_result(result)
                 info["results"].append(result)

@@ -33,8 +33,10 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    # The load average says whether other work shared the machine (figures of a busy one are not comparable).
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "load": load}
 
 
 def interleaved(repeats: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:

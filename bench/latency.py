@@ -97,7 +97,7 @@ def native(workdir: Path, duration: float) -> dict:
         "stages": stage_table(samples),
         "target": f"added latency (capture to annotated frame in Redis minus decode+detect+annotate+reencode) "
                   f"p50 <= {ADDED_P50_MS:g} ms, p99 <= {ADDED_P99_MS:g} ms; "
-                  f"machine: {box['cores']} cores, {box['cpu']}",
+                  f"machine: {box['cores']} cores, {box['cpu']}, load average {box['load']}",
         "met": bool(added) and p50 <= ADDED_P50_MS and p99 <= ADDED_P99_MS,
     }
 
