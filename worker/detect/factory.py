@@ -76,6 +76,26 @@ def _load(cfg: DetectionConfig, plugin: DetectorBackend, model: Path, labels_fil
                          "check detection.model and detection.backend") from None
 
 
+def load_detector(cfg: DetectionConfig) -> Detector:
+    """A new detector for `cfg`, loaded and warmed up, shared with nobody: for callers that run one
+    model instance per thread (`framecast process`). Most callers want `create_detector`."""
+    plugin = backend(cfg.backend)
+    model, labels_file = _resolve(cfg, plugin)
+    return _load_warm(cfg, plugin, model, labels_file)
+
+
+def _load_warm(cfg: DetectionConfig, plugin: DetectorBackend, model: Path, labels_file: Path | None) -> Detector:
+    started = time.perf_counter()
+    detector = _load(cfg, plugin, model, labels_file)
+    # One inference at load: the runtime allocates and picks kernels on the first call, so frames
+    # after this one all take the steady-state time.
+    height, width = (max(32, s) for s in detector.info.input_size)
+    detector.detect(np.full((height, width, 3), 127, np.uint8))
+    log.info("model loaded", extra={"backend": cfg.backend, "model": Path(detector.info.path).name,
+                                    "load_ms": round((time.perf_counter() - started) * 1000)})
+    return detector
+
+
 def create_detector(cfg: DetectionConfig) -> Detector:
     """The detector for `cfg`, loaded and warmed up on first use and shared within the process:
     cameras that differ only in their filters share one model."""
@@ -86,15 +106,7 @@ def create_detector(cfg: DetectionConfig) -> Detector:
     with _lock:
         detector = _cache.get(key)
         if detector is None:
-            started = time.perf_counter()
-            detector = _load(cfg, plugin, model, labels_file)
-            # One inference at load: the runtime allocates and picks kernels on the first call, so frames
-            # after this one all take the steady-state time.
-            height, width = (max(32, s) for s in detector.info.input_size)
-            detector.detect(np.full((height, width, 3), 127, np.uint8))
-            log.info("model loaded", extra={"backend": cfg.backend, "model": Path(detector.info.path).name,
-                                            "load_ms": round((time.perf_counter() - started) * 1000)})
-            _cache[key] = detector
+            detector = _cache[key] = _load_warm(cfg, plugin, model, labels_file)
         return detector
 
 

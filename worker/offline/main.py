@@ -1,20 +1,20 @@
-"""`framecast process INPUT -o OUTPUT.mp4`: annotate a recorded video with a pool of processes, or
-(`--via-redis`) with the cluster's workers serving a backlog-mode camera."""
+"""`framecast process INPUT -o OUTPUT.mp4`: annotate a recorded video into an H.264 MP4 with detector
+threads in this process, or (`--via-redis`) with the cluster's workers serving a backlog-mode camera."""
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 from pathlib import Path
 
 import cv2
 
 from common.config import DetectionConfig
-from common.detectors import backend_names
+from common.detectors import backend, backend_names
 from common.errors import FramecastError
 from common.logs import setup_logging
 from common.service import EXIT_USAGE, add_common_args, load_settings
+from worker.offline.pool import DEFAULT_INFERENCE_THREADS, default_jobs, process_video
 from worker.offline.video import iter_frames, mp4_writer_factory, open_video
 
 
@@ -24,10 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", help="video file to annotate")
     parser.add_argument("-o", "--output", required=True, help="annotated video to write (.mp4)")
     parser.add_argument("--detections", help="write one JSON line of detections per frame here")
-    # Each process already runs --threads inference threads (2 by default), and the parent decodes and
-    # encodes the video: on 2 cores one process is fastest (measured: 73.7 vs 56.0 frames/s with 2).
-    parser.add_argument("--jobs", "-j", type=int, default=max(1, min(4, mp.cpu_count() // 2)),
-                        help="detector processes (default: half the cores, at most 4)")
+    # Detector threads, each with its own model instance, beside a reader and an encoder thread; the
+    # default (one per core, one inference thread each) is what measured fastest (README, benchmark 5).
+    parser.add_argument("--jobs", "-j", type=int, default=default_jobs(),
+                        help="detector threads, each with its own model (default: one per core, at most 8)")
     parser.add_argument("--workers", type=int, dest="jobs_deprecated", help=argparse.SUPPRESS)
     parser.add_argument("--backend", choices=backend_names(), default=defaults.backend)
     parser.add_argument("--model", default=defaults.model, help="'default', a .tflite file or a SavedModel dir")
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", action="append", dest="keep", metavar="NAME", help="keep only this label (repeatable)")
     parser.add_argument("--min-area", type=float, default=defaults.min_area)
     parser.add_argument("--threads", type=int,
-                        help="inference threads per process (backends that have the setting; tflite: 2)")
+                        help=f"inference threads per detector thread (backends that have the setting; "
+                             f"default {DEFAULT_INFERENCE_THREADS})")
     parser.add_argument("--no-overlay", action="store_true", help="do not draw the time overlay")
     add_common_args(parser, cameras=False)
     cluster = parser.add_argument_group("through the cluster (--via-redis, with --config/--redis-url)")
@@ -47,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _detection(args: argparse.Namespace) -> dict:
-    """The detection settings from the flags; a backend's own settings only when given."""
-    own = {"threads": args.threads} if args.threads is not None else {}
+    """The detection settings from the flags; `threads` where the backend has it (an error where not)."""
+    own = {}
+    if args.threads is not None:
+        own = {"threads": args.threads}  # a backend without the setting says so
+    elif "threads" in backend(args.backend).options.model_fields:
+        own = {"threads": DEFAULT_INFERENCE_THREADS}
     return DetectionConfig(backend=args.backend, model=args.model, labels_path=args.labels_path,
                            min_score=args.min_score, labels=args.keep or [], min_area=args.min_area,
                            **own).model_dump()
@@ -91,11 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             counts = _run_via_redis(args, settings, frames, writer_factory, fps, jsonl, total)
             where = f"via Redis camera {args.camera!r}"
         else:
-            from worker.offline.pool import process_video
-
             counts = process_video(frames, writer_factory, fps, args.jobs, detection, not args.no_overlay,
                                    jsonl, total)
-            where = f"{args.jobs} job(s)"
+            where = f"{args.jobs} detector thread(s) x {detection.get('threads', 1)} inference thread(s)"
     except (FramecastError, OSError) as exc:
         print(f"framecast process: {exc}", file=sys.stderr)
         return EXIT_USAGE

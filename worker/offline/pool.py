@@ -1,112 +1,119 @@
-"""`framecast process` on this machine: a recorded video's frames annotated by a pool of processes.
+"""`framecast process` on this machine: a recorded video annotated by stages that overlap in threads.
 
-Frames go out to the pool in order with a bounded number in flight and are written back in the
-original order, so memory stays flat whatever the length of the video.
+    reader thread ──▶ main thread ──▶ detector threads × jobs ──▶ main thread
+    (decode)          (orders)        (detect, annotate; one      (puts results in order,
+                                       model instance each)        encodes H.264, writes)
+
+OpenCV, LiteRT and PyAV release the GIL while they work, so the stages run on all cores at once with
+no frame copied between processes (the old process pool pickled 1.3 MB per frame each way and was
+slower with two processes than with one). At most `2 * jobs + 2` frames are between reading and
+writing at any time, so memory stays flat whatever the length of the video.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from collections import deque
+import os
+import queue
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 
 from common.config import CameraConfig, DetectionConfig
-from common.errors import FramecastError
 from worker.offline.output import AnnotatedOutput, InOrderWriter
 
-_processor = None  # the FrameProcessor of this pool process, built once by _init
-_init_error: FramecastError | None = None  # why _init could not build it
+# Measured with `python -m bench --only offline` (README, benchmark 5): one single-threaded model
+# instance per core beats fewer instances with more threads each, because decoding and encoding run
+# beside inference and a model's own threads only add synchronisation.
+DEFAULT_INFERENCE_THREADS = 1
+_END = object()
 
 
-def _init(detection: dict, overlay: bool) -> None:
-    """Pool initializer: load the model once per process. A failure is kept for `_annotate` to raise,
-    because a pool whose initializer raises restarts the process forever instead of reporting it."""
-    global _processor, _init_error
-    from worker.detect import create_detector
-    from worker.detect.pipeline import FrameProcessor
-
-    _processor, _init_error = None, None
-    camera = CameraConfig(id="process", source="file", overlay=overlay, detection=DetectionConfig(**detection))
-    try:
-        _processor = FrameProcessor(camera, create_detector(camera.detection))
-    except FramecastError as exc:
-        _init_error = exc
+def default_jobs() -> int:
+    """Detector threads by default: one per core (at most 8; each holds its own copy of the model)."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
-def _annotate(index: int, image: np.ndarray, ts_ns: int) -> tuple[int, np.ndarray, list[dict], str | None]:
-    """Runs in a pool process: (index, annotated image, detections, error). Errors leave the frame as is;
-    a model that did not load raises, which ends the job in the parent."""
-    if _processor is None:
-        raise _init_error or FramecastError("the detector was not loaded in this process")
-    try:
-        detections = _processor.detect(image)
-        return index, _processor.annotate(image, detections, ts_ns=ts_ns), [d.to_dict() for d in detections], None
-    except Exception as exc:  # one bad frame must not end the job
-        return index, image, [], f"{type(exc).__name__}: {exc}"
+def _detectors(detection: dict, jobs: int) -> list:
+    """One model instance per detector thread, loaded before any frame is read, so a model that does
+    not load raises ModelError up front. Backends without a thread setting share one instance."""
+    from common.detectors import backend
+    from worker.detect.factory import load_detector
 
-
-class _Done:
-    def __init__(self, result):
-        self._result = result
-
-    def get(self, timeout=None):
-        return self._result
-
-
-class _Inline:
-    """The pool interface for one job: run in this process, no pickling."""
-
-    def apply_async(self, fn, args):
-        return _Done(fn(*args))
-
-    def close(self):
-        pass
-
-    def terminate(self):
-        pass
-
-    def join(self):
-        pass
+    cfg = DetectionConfig(**detection)
+    if "threads" not in backend(cfg.backend).options.model_fields:  # e.g. TensorFlow: process-wide pools
+        return [load_detector(cfg)] * jobs
+    return [load_detector(cfg) for _ in range(jobs)]
 
 
 def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: float, jobs: int,
                   detection: dict, overlay: bool, jsonl=None, total: int | None = None) -> dict:
-    """Annotate `frames` (None: unreadable) in order with `jobs` processes; returns counts.
+    """Annotate `frames` (None: unreadable) in order with `jobs` detector threads; returns counts.
 
-    At most 2 * jobs + 2 frames are between reading and writing at any time. Raises ModelError (a
-    FramecastError) when the model cannot be loaded."""
-    if jobs > 1:
-        pool = mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(detection, overlay))
-    else:
-        _init(detection, overlay)
-        if _init_error is not None:
-            raise _init_error
-        pool = _Inline()
+    Raises ModelError (a FramecastError) when the model cannot be loaded, before reading a frame."""
+    from worker.detect.pipeline import FrameProcessor
+
+    detectors = _detectors(detection, jobs)
+    camera = CameraConfig(id="process", source="file", overlay=overlay, detection=DetectionConfig(**detection))
+    processors = [FrameProcessor(camera, detector) for detector in detectors]
     window = 2 * jobs + 2
+    slots = threading.Semaphore(window)  # taken by the reader per frame, given back when it is written
+    stop = threading.Event()
+    events: queue.Queue = queue.Queue()  # to the main thread: ("read" | "done" | "failed", ...)
+    todo: queue.Queue = queue.Queue()  # to the detector threads: (index, image) or _END
+
+    def read() -> None:
+        """Reader thread: decode the file in order, at most `window` frames ahead of the writing."""
+        try:
+            for index, image in enumerate(frames):
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                events.put(("read", index, image))
+            events.put(("read", None, None))
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            events.put(("failed", exc))
+
+    def detect(processor: FrameProcessor) -> None:
+        """Detector thread: detect and annotate with its own model instance until told to end."""
+        while (item := todo.get()) is not _END:
+            index, image = item
+            try:
+                detections = processor.detect(image)
+                annotated = processor.annotate(image, detections, ts_ns=int(index * 1e9 / fps))
+                events.put(("done", index, annotated, [d.to_dict() for d in detections], None))
+            except Exception as exc:  # one bad frame must not end the job  # noqa: BLE001
+                events.put(("done", index, image, [], f"{type(exc).__name__}: {exc}"))
+
+    threads = [threading.Thread(target=read, name="process-reader", daemon=True)]
+    threads += [threading.Thread(target=detect, args=(p,), name=f"process-detector-{i}", daemon=True)
+                for i, p in enumerate(processors)]
     writer = InOrderWriter(AnnotatedOutput(writer_factory, fps, jsonl, total))
-    in_flight: deque = deque()  # pool results, in input order
-    finished = False
-
-    def drain(limit: int) -> None:
-        while writer.unwritten > limit and in_flight:
-            writer.done(*in_flight.popleft().get())
-            writer.flush()
-        writer.flush()
-
+    for thread in threads:
+        thread.start()
     try:
-        for index, image in enumerate(frames):
-            if writer.take(index, image):
-                in_flight.append(pool.apply_async(_annotate, (index, image, int(index * 1e9 / fps))))
-            drain(window)
-        drain(0)
-        finished = True
+        read_all = False
+        while not read_all or writer.unwritten:
+            event = events.get()
+            if event[0] == "failed":
+                raise event[1]
+            if event[0] == "read":
+                index, image = event[1], event[2]
+                if index is None:
+                    read_all = True
+                elif writer.take(index, image):
+                    todo.put((index, image))
+            else:
+                writer.done(*event[1:])
+            for _ in range(writer.flush()):
+                slots.release()
     finally:
-        if finished:
-            pool.close()
-        else:  # an error: outstanding frames are of no use
-            pool.terminate()
-        pool.join()
+        stop.set()
+        for _ in processors:
+            todo.put(_END)
+        for thread in threads:
+            thread.join(timeout=30)
         counts = writer.output.close()
     return counts

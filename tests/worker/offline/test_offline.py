@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -75,6 +76,30 @@ def test_process_writes_playable_video_and_jsonl_in_order(clip, tmp_path):
     det = people[0]["detections"][0]
     assert set(det) == {"label", "score", "box", "class_id"} and 0.5 <= det["score"] <= 1.0
     assert "40 frames" in result.stderr and "0 corrupt" in result.stderr
+
+
+def _h264_summary(path):
+    """(codec, pixel format, frame times in seconds, container duration in seconds) read with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.pts * frame.time_base) for frame in container.decode(stream)]
+        return (stream.codec_context.name, stream.codec_context.pix_fmt, times,
+                float(stream.duration * stream.time_base))
+
+
+@pytest.mark.parametrize("fps", [10.0, 25.0])
+def test_process_writes_h264_with_the_inputs_frames_and_times(sample_images, tmp_path, fps):
+    clip = _write_clip(tmp_path / "in.avi", sample_images[:15], fps=fps)
+    out = tmp_path / "out.mp4"
+    result = _run(str(clip), "-o", str(out), "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    codec, pix_fmt, times, duration = _h264_summary(out)
+    assert (codec, pix_fmt) == ("h264", "yuv420p")  # what browsers and phones play
+    assert times == pytest.approx([i / fps for i in range(15)], abs=1e-4)  # input frame i at i/fps
+    assert duration == pytest.approx(15 / fps, abs=1e-4)
+    data = out.read_bytes()
+    assert 0 < data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while it downloads
+    assert not out.with_name(out.name + ".part").exists()
 
 
 def test_two_workers_give_the_same_detections_as_one(clip, tmp_path):
