@@ -12,6 +12,7 @@
 # The package-installed root filesystems are cached as tarballs in $FRAMECAST_STANDIN_CACHE
 # (default ~/.cache/framecast/standin), so rebuilding after /var/lib/docker is wiped takes seconds.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # debootstrap, chroot
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${FRAMECAST_STANDIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/framecast/standin}

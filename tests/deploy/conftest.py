@@ -97,10 +97,11 @@ def _stop_dockerd(proc: subprocess.Popen) -> None:
         child.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def docker_engine(tmp_path_factory):
     """A Docker engine with docker-compose and the base images of docker-compose.yml; skips only when
-    there is none and this user cannot install or start one."""
+    there is none and this user cannot install or start one. Module-scoped: a dockerd started here
+    stops as soon as the module that needed it is done."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env.update(DOCKER_BUILDKIT="0", COMPOSE_DOCKER_CLI_BUILD="0")  # the legacy builder: no Docker Hub frontend
     log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"

@@ -36,7 +36,7 @@ class Stack:
         env = {k: v for k, v in engine.env.items() if not k.startswith("FRAMECAST_")}
         # A shell's local Redis URL must not reach the containers (they read FRAMECAST_COMPOSE_REDIS_URL):
         # with it they would look for Redis inside themselves and never get ready.
-        self.env = {**env, "REDIS_URL": "redis://localhost:6379/0", "FRAMECAST_PORT": str(port),
+        self.env = {**env, "REDIS_URL": "redis://localhost:6379/0", "FRAMECAST_PORT": f"127.0.0.1:{port}",
                     "FRAMECAST_WEB_TOKEN": token}
 
     def compose(self, *args: str, timeout: float = 300) -> str:
