@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis
 
+from common.connection import CONNECTION_ERRORS
 from common.keys import WORKER_GROUP
 from common.text import as_str
 
@@ -24,6 +25,13 @@ def ensure_group(client: redis.Redis, stream: str, start_id: str) -> bool:
         if "BUSYGROUP" in str(exc):
             return False
         raise
+
+
+def is_missing_key(exc: BaseException) -> bool:
+    """True for the reply to XINFO on a stream that does not exist (and nothing else: failover
+    replies such as CLUSTERDOWN or READONLY are ResponseErrors too)."""
+    return (isinstance(exc, redis.exceptions.ResponseError) and not isinstance(exc, CONNECTION_ERRORS)
+            and "no such key" in str(exc).lower())
 
 
 def read_backlog(groups_reply, group: str = WORKER_GROUP) -> tuple[float, int] | None:

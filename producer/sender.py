@@ -24,7 +24,7 @@ from common import envelope
 from common.connection import CONNECTION_ERRORS, Backoff, describe_error
 from common.envelope import Frame
 from common.errors import EnvelopeError
-from common.groups import GroupBacklog, ensure_group, read_backlog
+from common.groups import GroupBacklog, ensure_group, is_missing_key, read_backlog
 from common.keys import FRAME_FIELD, WORKER_GROUP
 from common.stats import CameraAccount
 from producer import metrics
@@ -226,9 +226,12 @@ class FrameSender:
                 return False
             try:
                 self._observe(self.client.xinfo_groups(self.key))
-            except redis.exceptions.ResponseError:
-                self._observe([])  # the stream itself is gone
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+                # Only a missing stream means a reset: a failover's CLUSTERDOWN or READONLY is a
+                # ResponseError too, and is waited out like any outage.
+                if is_missing_key(exc):
+                    self._observe([])
+                    continue
                 self._outage(exc)
                 if self._pause(self._retry_at - time.monotonic()):
                     return False
