@@ -47,6 +47,7 @@ ENV_VARS: dict[str, str] = {
     "FRAMECAST_WEB_PORT": "web.port",
     "FRAMECAST_WEB_TOKEN": "web.token",
     "FRAMECAST_MAX_FRAME_AGE": "worker.max_frame_age",
+    "FRAMECAST_EVENTS_DIR": "events.dir",
 }
 
 
@@ -150,6 +151,14 @@ class CameraConfig(_Model):
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+    @property
+    def events_enabled(self) -> bool:
+        """Whether this camera's detections are tracked into events (and annotated by its tracking
+        owner): `events.enabled` when set, else whether it has zones or lines."""
+        if self.events.enabled is not None:
+            return self.events.enabled
+        return bool(self.zones or self.lines)
 
     @property
     def source_kind(self) -> str:

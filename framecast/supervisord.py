@@ -62,6 +62,11 @@ class Layout:
         return self.run_dir / "logs"
 
     @property
+    def events_dir(self) -> Path:
+        """Event snapshots and clips: written by the workers' tracking owners, served by the web tier."""
+        return self.run_dir / "events"
+
+    @property
     def redis_dir(self) -> Path:
         return self.run_dir / "redis"
 
@@ -116,7 +121,8 @@ def render(settings: Settings, layout: Layout, *, framecast_bin: str, redis_bin:
     file says, so processes of one machine never compete for one port."""
     groups = [WorkerGroup("worker", workers)] if isinstance(workers, int) else workers
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {"REDIS_URL": redis_url, "FRAMECAST_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    env = {"REDIS_URL": redis_url, "FRAMECAST_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
+           "FRAMECAST_EVENTS_DIR": str(layout.events_dir)}
     parts = [f"""[supervisord]
 nodaemon=true
 silent=true

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_base = _free_port_from(metrics_base, len(settings.cameras) + workers)
     except FramecastError as exc:
         fail(exc)
-    for directory in (layout.run_dir, layout.logs, layout.redis_dir):
+    for directory in (layout.run_dir, layout.logs, layout.redis_dir, layout.events_dir):
         directory.mkdir(parents=True, exist_ok=True)
     layout.conf.write_text(render(settings, layout, framecast_bin=framecast_bin, redis_bin=redis_bin,
                                   config_path=Path(args.config).resolve(), redis_port=redis_port,

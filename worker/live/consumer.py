@@ -32,6 +32,7 @@ from common.registry import deregister, heartbeat, member_id
 from common.stats import Figure
 from common.text import as_str
 from worker.detect.pipeline import FrameDecodeError
+from worker.events import detected
 from worker.live import groups, metrics
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
@@ -323,7 +324,7 @@ class Worker:
         if served.live and len(entries) > 1:
             # The worker fell behind: the older entries of the batch are superseded by the newest.
             stale = [eid for eid, _ in entries[:-1]]
-            self._skip(served, stale)
+            self._skip(served, stale, entries[:-1])
             entries = entries[-1:]
         for entry_id, fields in entries:
             self._handle(served, entry_id, fields)
@@ -346,10 +347,13 @@ class Worker:
         if frame.cam != served.cam:
             return self._dead_letter(served, eid, data, f"frame of camera {frame.cam!r} in this stream", "envelope")
         if served.live and time.time_ns() - frame.ts > served.max_age_ns:
-            return self._skip(served, [eid])
+            return self._skip(served, [eid], [data])
         frame = frame.stamped(read=read_ns)
         try:
-            result = served.processor.process(frame, fps=served.source_fps(), max_pixels=self.cfg.max_frame_pixels)
+            if served.camera.events_enabled:  # its tracking owner draws the boxes, with track ids
+                result = detected.detect_raw(served.processor, frame, max_pixels=self.cfg.max_frame_pixels)
+            else:
+                result = served.processor.process(frame, fps=served.source_fps(), max_pixels=self.cfg.max_frame_pixels)
             published_ns = time.time_ns()
             result = result.annotated(result.jpeg, result.detections or [], worker=self.name,
                                       published_ns=published_ns).stamped(published=published_ns)
@@ -367,6 +371,9 @@ class Worker:
         writes = [(served.annotated_key, {FRAME_FIELD: payload}, streams.annotated_maxlen),
                   (served.detections_key, {DETECTIONS_FIELD: envelope.detections_record(result)},
                    streams.detections_maxlen)]
+        if served.camera.events_enabled:
+            writes = [detected.detected_write(self.keys.detected(served.cam), payload,
+                                              self.settings.events.detected_maxlen)]
         self._ack(served, [eid], metrics.PROCESSED, writes,
                   done=lambda: served.record_processed(frame.run, frame.seq, frame.ts, published_ns))
         return None
@@ -377,12 +384,20 @@ class Worker:
         `figure` in one transaction, by the publishing thread; `done` runs once it is written."""
         self.publisher.put(Publication(served, entry_ids, figure, labels, list(writes), done))
 
-    def _skip(self, served: ServedCamera, entry_ids: list[str]) -> None:
-        """Ack stale live frames unprocessed: a newer frame makes them worthless."""
-        self._ack(served, entry_ids, metrics.SKIPPED, done=lambda: served.record_skipped(len(entry_ids)))
+    def _skip(self, served: ServedCamera, entry_ids: list[str], frames: list = ()) -> None:
+        """Ack stale live frames unprocessed: a newer frame makes them worthless. An event camera's
+        tracking owner gets a marker per skipped frame (`frames`: entries or envelope bytes)."""
+        self._ack(served, entry_ids, metrics.SKIPPED, self._skip_markers(served, frames),
+                  done=lambda: served.record_skipped(len(entry_ids)))
+
+    def _skip_markers(self, served: ServedCamera, frames: list) -> list:
+        if not served.camera.events_enabled:
+            return []
+        return detected.skip_writes(self.keys.detected(served.cam), list(frames), self.settings.events.detected_maxlen)
 
     def _dead_letter(self, served: ServedCamera, entry_id: str, data: bytes, error: str, reason: str) -> None:
         served.log.warning("bad frame dead-lettered", extra={"entry": entry_id, "error": error, "reason": reason})
         copy = {"entry": entry_id, "error": error, "reason": reason, "data": bytes(data[:DEADLETTER_MAX_BYTES])}
         self._ack(served, [entry_id], metrics.FAILED,
-                  [(served.deadletter_key, copy, self.settings.streams.deadletter_maxlen)], reason=reason)
+                  [(served.deadletter_key, copy, self.settings.streams.deadletter_maxlen),
+                   *self._skip_markers(served, [data])], reason=reason)

@@ -18,6 +18,7 @@ from common.service import (
     stop_event_on_signals,
 )
 from worker.detect import ModelError
+from worker.events.service import EventService
 from worker.live.consumer import Worker
 
 log = logging.getLogger("framecast.worker")
@@ -42,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     start_metrics(settings)
     log.info("worker started", extra={"worker": worker.name, "cameras": {c.id: c.mode for c in cameras},
                                       "redis": settings.redis_url_display})
+    # Event cameras' tracking (worker/events): this process owns those whose lease it holds.
+    events = EventService(settings, cameras, client, worker.name).start()
     try:
         worker.run()  # returns on SIGTERM/SIGINT after acking the frames in hand and deregistering
     finally:
+        events.stop()  # owned cameras end their open events and release their leases
         client.close()
     return 0
