@@ -93,7 +93,9 @@ Lines = Annotated[list[LineConfig], AfterValidator(_unique_names("line"))]
 class EventsConfig(_Model):
     """Per camera: which tracked objects become events, and when."""
 
-    enabled: bool = Field(True, description="track objects and emit events for this camera")
+    enabled: bool | None = Field(
+        None, description="track objects and emit events for this camera; unset: on when the camera has "
+        "zones or lines (a plain camera keeps the plain path: workers annotate, no tracking)")
     labels: list[str] = Field(default_factory=list, description="labels that make events; empty: all")
     min_frames: int = Field(3, ge=1, le=100, description="frames a track must be seen before its event starts")
     lost_after: float = Field(2.0, gt=0, le=600, description="seconds unseen before a track's event ends")
@@ -118,6 +120,12 @@ class EventStorageConfig(_Model):
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
         "veryfast", description="libx264 preset: faster encodes cost more bytes")
     crf: int = Field(26, ge=0, le=51, description="libx264 quality (lower is better and bigger)")
+    lease_ttl: float = Field(5.0, ge=0.5, le=120, description="seconds a dead tracking owner keeps its "
+                             "cameras before another process takes them over")
+    reorder_window: float = Field(1.0, gt=0, le=30, description="seconds a detection waits for the frames "
+                                  "before it (a frame lost without a skip marker delays tracking this long)")
+    detected_maxlen: int = Field(600, ge=10, le=100_000, description="entries kept in each event camera's "
+                                 "detected stream (raw JPEGs with detections): what a new owner can catch up on")
 
 
 class MqttConfig(_Model):

@@ -14,6 +14,11 @@ from common.config import validate_camera_id
 FRAME_FIELD = b"f"
 # Field name of the single field in every detections stream entry (JSON bytes).
 DETECTIONS_FIELD = b"d"
+# Field of a `detected` stream entry marking a frame a worker skipped (stale) or dead-lettered:
+# b"<run>:<seq>", so the tracking owner's reorderer need not wait for it.
+SKIPPED_FIELD = b"s"
+# Field name of the single field in every event feed entry (JSON `{"type", "before", "after"}`).
+EVENT_FIELD = b"e"
 # Consumer group that the detector workers share on each camera's frames stream.
 WORKER_GROUP = "detectors"
 

@@ -45,17 +45,21 @@ def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int,
     cv2.putText(image, text, (left + pad, top + pad + th), FONT, scale, text_colour(colour), 1, cv2.LINE_AA)
 
 
-def draw_detections(image: np.ndarray, detections: list[Detection]) -> np.ndarray:
-    """A copy of `image` with a box and a `label score` tag per detection, in the label's colour."""
+def draw_detections(image: np.ndarray, detections: list[Detection],
+                    track_ids: list[int | None] | None = None) -> np.ndarray:
+    """A copy of `image` with a box and a `label score` tag per detection, in the label's colour;
+    with `track_ids` (one per detection, from the camera's tracker) the tag reads `label #id score`."""
     out = image.copy()
     height, width = out.shape[:2]
     thickness = max(2, round(min(height, width) / 300))
     scale = max(0.4, min(height, width) / 900)
-    for det in detections:
+    for index, det in enumerate(detections):
         x1, y1, x2, y2 = det.box
         colour = colour_for(det.label)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        _label(out, f"{det.label} {det.score:.0%}", x1, y1, colour, scale)
+        track_id = track_ids[index] if track_ids is not None else None
+        name = det.label if track_id is None else f"{det.label} #{track_id}"
+        _label(out, f"{name} {det.score:.0%}", x1, y1, colour, scale)
     return out
 
 

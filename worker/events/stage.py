@@ -37,21 +37,29 @@ class Record:
     width: int
     height: int
     detections: list[list]
-    jpeg: bytes | None = None  # the annotated frame: snapshots and clips are cut from these
+    jpeg: bytes | None = None  # the frame: snapshots and clips are cut from it (after `render`)
+    skipped: bool = False  # a marker for a frame the workers skipped: it holds the frame's place only
 
 
 @dataclass(frozen=True)
 class Tracked:
-    """A record in order, with a track id (or None) appended to each detection."""
+    """A record in order (or refused as late or stale: then every track id is None), with a track
+    id appended to each detection, and its rendered JPEG when the stage has a `render`."""
 
     record: Record
     detections: list[list]
+    jpeg: bytes | None = None
+
+# Draws a record's tracked detections on its frame: the annotated JPEG that snapshots, clips and
+# the camera's annotated stream show, so the ids drawn are the tracked ones.
+Render = Callable[[Record, list[list]], bytes]
 
 
 class CameraEvents:
     def __init__(self, cam: CameraConfig, storage: EventStorageConfig, *, fps: float | None = None,
                  reorder_window: float = 0.5, start_id: int = 1, files: EventFiles | None = None,
-                 clips: ClipWriter | None = None, sinks: Iterable[Callable[[EventMessage], None]] = ()):
+                 clips: ClipWriter | None = None, sinks: Iterable[Callable[[EventMessage], None]] = (),
+                 render: Render | None = None):
         events = cam.events
         self.cam = cam.id
         self.storage = storage
@@ -64,7 +72,9 @@ class CameraEvents:
         buffered = storage.max_clip_seconds + storage.pre_roll + storage.post_roll + events.lost_after
         self.frames = FrameBuffer(buffered) if self.clips is not None else None
         self.sinks = list(sinks)
+        self.render = render
         self.stale = 0
+        self.late = 0  # records that came after their place in the order was given up
         self._pending_clips: list[tuple[str, float, float]] = []  # (event id, from, to)
         self._published_counts: dict[str, int] = {}
 
@@ -78,37 +88,63 @@ class CameraEvents:
         return changed
 
     def push(self, record: Record, arrived: float) -> list[Tracked]:
-        """Take one record (`arrived`: monotonic seconds); return the records now released, tracked."""
-        return [self._process(r) for r in self.reorder.push(record.run, record.seq, arrived, record)]
+        """Take one record or skip marker (`arrived`: monotonic seconds); return the records now
+        released, tracked. A record whose place was already given up comes back at once, untracked,
+        so its frame is still published."""
+        released = self.reorder.released
+        if released is not None and (record.run, record.seq) <= released:
+            if record.skipped:
+                return []
+            self.late += 1
+            return [self._untracked(record)]
+        return self._all(self.reorder.push(record.run, record.seq, arrived, record))
 
     def tick(self, now: float, wall: float) -> list[Tracked]:
         """Called when idle: release records that waited long enough, end lost objects' events
         (`wall`: epoch seconds, compared with capture times), cut clips whose post-roll never came."""
-        out = [self._process(r) for r in self.reorder.pop_due(now)]
+        out = self._all(self.reorder.pop_due(now))
         self._emit(self.lifecycle.expire(wall))
         self._cut_clips(wall - CLIP_GRACE)
         return out
 
     def close(self) -> list[Tracked]:
         """Shutdown or hand-over: process what is held, end open events, cut their clips now."""
-        out = [self._process(r) for r in self.reorder.flush()]
+        out = self._all(self.reorder.flush())
         self._emit(self.lifecycle.end_all())
         self._cut_clips(math.inf)
         return out
 
-    def _process(self, record: Record) -> Tracked:
+    @property
+    def held(self) -> int:
+        """Records (and markers) waiting in the reorderer."""
+        return len(self.reorder)
+
+    def _all(self, records: list[Record]) -> list[Tracked]:
+        return [t for t in (self._process(r) for r in records) if t is not None]
+
+    def _untracked(self, record: Record) -> Tracked:
+        detections = [[*d[:7], None] for d in record.detections]
+        return Tracked(record, detections, self._render(record, detections))
+
+    def _render(self, record: Record, detections: list[list]) -> bytes | None:
+        return record.jpeg if self.render is None or record.jpeg is None else self.render(record, detections)
+
+    def _process(self, record: Record) -> Tracked | None:
         if self.tracker.run is not None and record.run > self.tracker.run:
             self._emit(self.lifecycle.end_all())  # a new producer run: its objects are new objects
+        if record.skipped:
+            return None  # its place is taken; the tracker sees the gap when the next frame comes
         try:
             tracked = self.tracker.update(record.run, record.seq, record.detections)
         except StaleFrameError:
             self.stale += 1
-            return Tracked(record, [[*d[:7], None] for d in record.detections])
-        if self.frames is not None and record.jpeg is not None:
-            self.frames.add(record.ts, record.jpeg)
-        self._emit(self.lifecycle.observe(record.ts, tracked, record.width, record.height, record.jpeg))
+            return self._untracked(record)
+        jpeg = self._render(record, tracked)
+        if self.frames is not None and jpeg is not None:
+            self.frames.add(record.ts, jpeg)
+        self._emit(self.lifecycle.observe(record.ts, tracked, record.width, record.height, jpeg))
         self._cut_clips(record.ts)
-        return Tracked(record, tracked)
+        return Tracked(record, tracked, jpeg)
 
     def _emit(self, messages: list[EventMessage]) -> None:
         for message in messages:

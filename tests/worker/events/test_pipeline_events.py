@@ -1,0 +1,282 @@
+"""The events stage in the running pipeline: a real producer playing the sample clip once (backlog),
+real worker processes (two detect and race for the camera's tracking lease), a real redis-server,
+and a real mosquitto. Every process is started here and ended by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import redis
+import yaml
+
+from common.keys import DETECTIONS_FIELD, EVENT_FIELD, FRAME_FIELD, Keys
+from common.text import as_str
+from tests.ledger import detection_ids, stream_entries
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+CAM = "walk"
+LINE = {"name": "walkway", "points": [[0.62, 0.30], [0.62, 0.80]], "in_side": "left"}
+ZONE = {"name": "path", "points": [[0.25, 0.36], [0.78, 0.42], [0.78, 0.70], [0.25, 0.52]], "labels": ["person"]}
+FRAMES = 250  # of the sample clip's 795 (played at its 10 fps: all of it would take 80 s a run)
+PRE, POST = 1.0, 1.0
+
+
+class Pipeline:
+    """The framecast services as child processes, each with its own log file, ended by PID."""
+
+    def __init__(self, tmp: Path, redis_url: str, clip: Path, **settings):
+        self.tmp = tmp
+        self.config = tmp / "cameras.yaml"
+        camera = {"id": CAM, "source": str(clip), "mode": "backlog", "loop": False, "fps": 10,
+                  "max_width": 768, "overlay": False, "lines": [LINE], "zones": [ZONE],
+                  "events": {"lost_after": 1.5}}
+        doc = {"redis_url": redis_url, "log_format": "text",
+               "events": {"dir": "events", "pre_roll": PRE, "post_roll": POST, "lease_ttl": 3.0,
+                          "preset": "ultrafast"},
+               **settings, "cameras": [camera]}
+        self.config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.client = redis.Redis.from_url(redis_url)
+
+    def start(self, name: str, role: str, *args: str) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FRAMECAST_INSTANCE_ID": f"{name}-{os.getpid()}"}
+        with open(self.tmp / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "framecast", role, "--config", str(self.config), *args],
+                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str, timeout: float = 20.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        self.client.close()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))
+
+    def wait(self, condition, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            for name, proc in self.procs.items():
+                if proc.poll() is not None and name != "producer":
+                    pytest.fail(f"{name} exited ({proc.returncode}) while waiting for {what}\n{self.logs()}")
+            time.sleep(0.1)
+        pytest.fail(f"timed out waiting for {what}\n{self.logs()}")
+
+    def published(self) -> int:
+        return self.client.xlen(Keys().frames(CAM))
+
+    def run_clip(self, workers: int = 2) -> None:
+        """Workers first (backlog groups read from the start), then the producer plays the clip once."""
+        for n in range(workers):
+            self.start(f"worker{n}", "worker")
+        self.wait(lambda: self.client.get(Keys().tracker_lease(CAM)), 60, "a tracking owner")
+        self.start("producer", "producer", "--once")
+
+    def owner(self) -> str:
+        """The worker process name holding the camera's lease (the value is `<owner>:<token>`)."""
+        value = as_str(self.client.get(Keys().tracker_lease(CAM)) or b"")
+        return value.rsplit(":", 1)[0].rsplit("-", 1)[0] if value else ""
+
+
+def records(client) -> list[dict]:
+    return [json.loads(f[DETECTIONS_FIELD]) for _, f in stream_entries(client, Keys().detections(CAM))]
+
+
+def feed(client) -> list[dict]:
+    return [json.loads(f[EVENT_FIELD]) for _, f in stream_entries(client, Keys().eventfeed(CAM))]
+
+
+def events(client) -> list[dict]:
+    ids = [as_str(m) for m in client.zrange(Keys().events(CAM), 0, -1)]
+    return [json.loads(client.hget(Keys().event(CAM, i), "state")) for i in ids]
+
+
+def settled(pipeline: Pipeline):
+    """Every published frame has its detection record and every event has ended."""
+    def check():
+        if pipeline.procs.get("producer") and pipeline.procs["producer"].poll() is None:
+            return False
+        done = len({(r["run"], r["seq"]) for r in records(pipeline.client)}) >= pipeline.published() > 0
+        evs = events(pipeline.client)
+        return done and evs and all(e["end_time"] is not None for e in evs)
+    return check
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """The sample clip's first FRAMES frames, as they are (MJPEG at the clip's 10 fps)."""
+    from common import assets
+
+    path = tmp_path_factory.mktemp("clip") / "walk.avi"
+    cap = cv2.VideoCapture(str(assets.sample_path()))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+    for _ in range(FRAMES):
+        ok, image = cap.read()
+        assert ok
+        out.write(image)
+    out.release()
+    cap.release()
+    return path
+
+
+@pytest.fixture
+def pipeline(tmp_path, redis_url, clip):
+    p = Pipeline(tmp_path, redis_url, clip)
+    yield p
+    p.stop_all()
+
+
+def check_unique(client) -> tuple[list[dict], list[dict]]:
+    """Event ids unique; each event has exactly one `new` and at most one `end` in the feed."""
+    evs, messages = events(client), feed(client)
+    ids = [e["id"] for e in evs]
+    assert len(ids) == len(set(ids))
+    for event_id in ids:
+        kinds = [m["type"] for m in messages if m["after"]["id"] == event_id]
+        assert kinds.count("new") == 1, (event_id, kinds)
+        assert kinds.count("end") <= 1, (event_id, kinds)
+        assert kinds[0] == "new"
+    return evs, messages
+
+
+def test_sample_clip_events_snapshots_clips_and_stable_counts(pipeline, redis_url):
+    started = time.monotonic()
+    pipeline.run_clip()
+    pipeline.wait(settled(pipeline), 80, "every frame tracked and every event ended")
+    evs, messages = check_unique(pipeline.client)
+    counts_first = pipeline.client.hgetall(Keys().counts(CAM))
+    assert any(k.startswith(b"line:walkway:") for k in counts_first), counts_first
+
+    # Annotated frames' detection records carry track ids; every published frame has one record.
+    recs = records(pipeline.client)
+    published = pipeline.published()
+    assert len(detection_ids(pipeline.client, Keys(), CAM)) == len({(r["run"], r["seq"]) for r in recs}) == published
+    tracked = [d["track_id"] for r in recs for d in r["detections"]]
+    assert tracked and sum(t is not None for t in tracked) > 0.8 * len(tracked)
+    assert all(f[FRAME_FIELD] for _, f in stream_entries(pipeline.client, Keys().annotated(CAM)))
+
+    # Snapshots decode; clips are H.264 of the expected duration (event span + pre + post roll).
+    root = pipeline.tmp / "events" / CAM
+    def clips_written():
+        return all((root / f"{e['id']}.mp4").exists() for e in evs)
+    pipeline.wait(clips_written, 60, "every ended event's clip")
+    for event in evs:
+        snap = cv2.imdecode(np.frombuffer((root / f"{event['id']}.jpg").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        assert snap is not None and snap.shape[:2] == (576, 768)
+        with av.open(str(root / f"{event['id']}.mp4")) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264"
+            frames = [f for f in container.decode(stream)]
+            duration = float(frames[-1].pts * stream.time_base) - float(frames[0].pts * stream.time_base) + 0.1
+        clip_start = max(event["start_time"] - PRE, min(r["ts"] for r in recs) / 1e9)
+        clip_end = min(event["end_time"] + POST, max(r["ts"] for r in recs) / 1e9 + 0.1)
+        assert abs(duration - (clip_end - clip_start)) <= 0.25, (event["id"], duration, clip_end - clip_start)
+    first_run = time.monotonic() - started
+
+    # The same clip again, from an empty Redis: the same counts.
+    pipeline.stop_all()
+    pipeline.client = redis.Redis.from_url(redis_url)
+    pipeline.client.flushall()
+    pipeline.run_clip()
+    pipeline.wait(settled(pipeline), 80, "the second run")
+    counts_second = pipeline.client.hgetall(Keys().counts(CAM))
+    print(f"\nrun 1: {len(evs)} events, {len(messages)} messages, counts {counts_first}, {first_run:.1f} s"
+          f"\nrun 2: {len(events(pipeline.client))} events, counts {counts_second}")
+    assert counts_second == counts_first
+    assert len(events(pipeline.client)) == len(evs)
+
+
+def test_killing_the_tracking_owner_hands_the_camera_over(pipeline):
+    pipeline.run_clip(workers=2)
+    pipeline.wait(lambda: len(events(pipeline.client)) >= 1, 40, "a first event")
+    owner = pipeline.owner()
+    assert owner in ("worker0", "worker1"), owner
+    before = pipeline.client.get(Keys().tracker_lease(CAM))
+    killed = time.monotonic()
+    pipeline.kill(owner)
+    heir = "worker1" if owner == "worker0" else "worker0"
+    pipeline.wait(lambda: pipeline.owner() == heir, 15, "the other worker to take the lease")
+    handover = time.monotonic() - killed
+    assert pipeline.client.get(Keys().tracker_lease(CAM)) != before
+    pipeline.wait(settled(pipeline), 80, "every frame tracked after the hand-over")
+    evs, messages = check_unique(pipeline.client)
+    print(f"\nhand-over after SIGKILL of {owner}: {handover:.2f} s (lease ttl 3 s); "
+          f"{len(evs)} events, {len(messages)} messages")
+    assert handover < 3.0 + 1.0 + 2.0  # ttl + the heir's polling interval + slack (a loaded machine)
+    # Every published frame has a detection record (the heir replays from the checkpoint).
+    assert len({(r["run"], r["seq"]) for r in records(pipeline.client)}) == pipeline.published()
+
+
+def test_mqtt_new_update_end_in_order_and_a_broker_outage_loses_no_frames(tmp_path, redis_url, mosquitto, clip):
+    received: list[dict] = []
+    got = threading.Event()
+    # A persistent session (QoS 1): what is published while the subscriber reconnects waits for it.
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", clean_session=False)
+    sub.on_connect = lambda c, *a: c.subscribe("fc-test/events", qos=1)
+    def on_message(client, userdata, message):
+        received.append(json.loads(message.payload))
+        got.set()
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    p = Pipeline(tmp_path, redis_url, clip, mqtt={"enabled": True, "host": "127.0.0.1", "port": mosquitto.port,
+                                            "topic_prefix": "fc-test", "keepalive": 5})
+    try:
+        p.run_clip(workers=1)
+        p.wait(lambda: got.is_set(), 40, "a first MQTT event")
+        mosquitto.stop()
+        time.sleep(3.0)
+        mosquitto.start()
+        p.wait(settled(p), 80, "every frame tracked")
+        ended = {e["id"] for e in events(p.client)}
+        p.wait(lambda: {m["after"]["id"] for m in received if m["type"] == "end"} >= ended, 30,
+               "every event's end on MQTT")
+        # One object's messages in order: new, then updates, then end.
+        by_id: dict[str, list[str]] = {}
+        for m in received:
+            by_id.setdefault(m["after"]["id"], []).append(m["type"])
+        complete = [kinds for kinds in by_id.values() if kinds[0] == "new" and kinds[-1] == "end"]
+        assert complete, by_id
+        for kinds in complete:
+            assert kinds.count("new") == 1 and kinds.count("end") == 1
+            assert set(kinds[1:-1]) <= {"update"}
+        # The broker's outage cost the pipeline no frame: every published frame has a record.
+        assert len({(r["run"], r["seq"]) for r in records(p.client)}) == p.published()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+        p.stop_all()

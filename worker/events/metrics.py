@@ -1,0 +1,18 @@
+"""Prometheus metrics of the tracking owners, per camera (label `camera`): events, line crossings and
+zone occupancy (the same figures as the camera's counts hash in Redis), frames tracked, hand-overs."""
+
+from prometheus_client import Counter, Gauge
+
+EVENTS = Counter("framecast_events_total", "Event messages emitted, by label and type (new, update, end)",
+                 ["camera", "label", "type"])
+LINE_CROSSINGS = Counter("framecast_line_crossings_total", "Confirmed objects that crossed a line, by direction",
+                         ["camera", "line", "direction", "label"])
+ZONE_OCCUPANCY = Gauge("framecast_zone_objects", "Confirmed objects now in a zone", ["camera", "zone", "label"])
+OBJECTS = Gauge("framecast_tracked_objects", "Confirmed objects now in view", ["camera", "label"])
+FRAMES_PUBLISHED = Counter("framecast_tracker_frames_published_total",
+                           "Annotated frames (and detection records) the tracking owner published", ["camera"])
+OWNED = Gauge("framecast_tracker_owned", "1 while this process owns the camera's tracking", ["camera"])
+ACQUIRED = Counter("framecast_tracker_acquired_total", "Times this process took over a camera's tracking",
+                   ["camera"])
+ORPHANS_ENDED = Counter("framecast_tracker_orphans_ended_total",
+                        "Open events of a previous owner that this one ended on taking over", ["camera"])

@@ -1,0 +1,326 @@
+"""The tracking owner of one camera: while this process holds the camera's lease, it reads the
+camera's `detected` stream in order, tracks, draws the boxes with their track ids, publishes the
+annotated frames and detection records, and emits the camera's events.
+
+Runs on its own thread (one per owned camera, started by `worker.events.service.EventService`), so a
+slow camera costs only itself. Hand-over: the owner writes a checkpoint after each batch, fenced by
+its lease (`guarded_set`): the last `detected` entry whose frame, and every frame before it, has been
+published, the last (run, seq) released and the next track id. A new owner resumes from there, ends
+the events the previous owner left open (read from the event store: the source of truth, so an
+event already ended is never ended twice), continues the line counts from the counts hash, and
+starts fresh tracks (a track's Kalman state is not carried over: its object starts a new event).
+Every event write is fenced by the lease too, so a former owner that hung past its TTL cannot emit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import redis
+
+from common import envelope, jpeg
+from common.config import CameraConfig, Settings
+from common.connection import CONNECTION_ERRORS, describe_error
+from common.envelope import Detection, Frame
+from common.errors import EnvelopeError
+from common.keys import DETECTIONS_FIELD, FRAME_FIELD, SKIPPED_FIELD, Keys
+from common.text import as_str
+from worker.detect.annotate import draw_detections, draw_overlay
+from worker.events import metrics
+from worker.events.lease import Lease
+from worker.events.lifecycle import EventMessage, end_orphans
+from worker.events.mqtt import MqttPublisher
+from worker.events.recordings import ClipWriter, EventFiles
+from worker.events.stage import CameraEvents, Record, Tracked
+from worker.events.store import EventStore, LeaseLostError
+from worker.events.webhooks import WebhookSender
+
+log = logging.getLogger("framecast.events")
+
+BATCH = 16  # detected entries read at once
+SEEN = 2000  # frames remembered to drop a second copy (a frame reclaimed from a slow worker)
+
+
+@dataclass
+class Outputs:
+    """What the owners of one process share: stores, files, the clip writer and delivery."""
+
+    settings: Settings
+    client: redis.Redis
+    keys: Keys
+    store: EventStore
+    files: EventFiles
+    clips: ClipWriter | None
+    mqtt: MqttPublisher | None
+    webhooks: WebhookSender | None
+    name: str  # this process's id: the lease owner, and `tracker` in the frames' meta
+
+
+def parse(fields: dict) -> tuple[Record, Frame | None]:
+    """A `detected` entry (worker/events/detected.py) as the tracking stage's Record (a skip marker
+    has `skipped`), and the frame it carried. Raises EnvelopeError on anything malformed."""
+    marker = fields.get(SKIPPED_FIELD)
+    if marker is not None:
+        try:
+            run, seq = (int(v) for v in bytes(marker).split(b":"))
+        except ValueError:
+            raise EnvelopeError("skip marker is not <run>:<seq>") from None
+        return Record(run, seq, 0.0, 0, 0, [], skipped=True), None
+    frame = envelope.decode(fields.get(FRAME_FIELD) or b"")
+    if frame.detections is None:
+        raise EnvelopeError("detected entry has no detections")
+    record = Record(frame.run, frame.seq, frame.ts / 1e9, frame.width, frame.height,
+                    [d.to_list() for d in frame.detections], frame.jpeg)
+    return record, frame
+
+
+def flatten_counts(counts: dict) -> dict[str, int]:
+    """EventLifecycle.counts() as the fields of the camera's counts hash."""
+    flat = {f"line:{line}:{direction}:{label}": n
+            for line, dirs in counts["lines"].items() for direction, by_label in dirs.items()
+            for label, n in by_label.items()}
+    flat.update({f"zone:{zone}:{label}": n for zone, by_label in counts["zones"].items()
+                 for label, n in by_label.items()})
+    flat.update({f"objects:{label}": n for label, n in counts["objects"].items()})
+    return flat
+
+
+def tracked_record(frame: Frame, detections: list[list]) -> bytes:
+    """The detection record of a tracked frame: the workers' record with each detection's `track_id`."""
+    record = json.loads(envelope.detections_record(frame))
+    for item, det in zip(record["detections"], detections, strict=True):
+        item["track_id"] = det[7]
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+class CameraOwner:
+    """One camera's tracking while `lease` is held. `run` is the body of the owner's thread."""
+
+    def __init__(self, out: Outputs, cam: CameraConfig, lease: Lease, stop: threading.Event):
+        self.out, self.cam, self.lease, self.stop = out, cam, lease, stop
+        keys = out.keys
+        self.detected_key = keys.detected(cam.id)
+        self.checkpoint_key = keys.tracker_checkpoint(cam.id)
+        self.annotated_key, self.detections_key = keys.annotated(cam.id), keys.detections(cam.id)
+        self.storage = out.settings.events
+        self.block_ms = max(10, min(200, int(self.storage.lease_ttl * 1000 / 6)))
+        self.stage: CameraEvents | None = None
+        self.last_id = "0-0"
+        self.resume: tuple[int, int] | None = None  # frames up to here were published by a former owner
+        self.published = 0
+        self._frames: dict[tuple[int, int], Frame] = {}  # read, not yet published
+        self._unsettled: deque[tuple[str, tuple[int, int]]] = deque()  # (entry id, frame) not yet released
+        self._checkpointed: str | None = None
+        self._newest: tuple[float, float] | None = None  # (capture time, arrival) of the newest frame
+        self._recent: deque[tuple[int, float]] = deque(maxlen=20)  # (seq, capture time): overlay fps
+        self._counted: dict[str, int] = {}
+        self._objects: set[str] = set()
+        self._renew_at = 0.0
+        self._seen: set[tuple[int, int]] = set()  # frames taken lately: a reclaimed frame comes twice
+        self._seen_order: deque[tuple[int, int]] = deque()
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Own the camera until `stop` is set (then close cleanly and release the lease) or the lease
+        is lost (then stop at once: the next owner emits from now on)."""
+        cam = self.cam.id
+        metrics.OWNED.labels(cam).set(1)
+        metrics.ACQUIRED.labels(cam).inc()
+        try:
+            self._take_over()
+            log.info("tracking owner started", extra={"camera": cam, "owner": self.out.name,
+                                                       "lease": self.lease.value, "from": self.last_id})
+            while not self.stop.is_set() and self.lease.held:
+                self.step()
+            if self.lease.held:
+                self._publish(self.stage.close())
+                self._checkpoint()
+                self.lease.release()
+                log.info("tracking owner stopped", extra={"camera": cam, "published": self.published})
+            else:
+                log.warning("tracking lease lost; another process owns the camera now", extra={"camera": cam})
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            # The lease runs out on its own; this process (or another) takes the camera again later.
+            log.warning("tracking owner stopped by a redis error", extra={"camera": cam, "error": describe_error(exc)})
+            self.lease.token = None
+        finally:
+            metrics.OWNED.labels(cam).set(0)
+
+    def step(self) -> None:
+        """Read a batch of detected frames, track and publish them, checkpoint, renew the lease."""
+        reply = self.out.client.xread({self.detected_key: self.last_id}, count=BATCH, block=self.block_ms)
+        now = time.monotonic()
+        tracked: list[Tracked] = []
+        for _, entries in (reply.items() if isinstance(reply, dict) else (reply or [])):
+            for entry_id, fields in entries:
+                if not self.lease.held:
+                    return
+                tracked += self._take(as_str(entry_id), fields, now)
+                self._renew()  # per frame: a slow batch on a loaded machine must not lose the lease
+        tracked += self.stage.tick(now, self._clock(now))
+        self._publish(tracked)
+        self._checkpoint()
+        self._renew()
+
+    def _renew(self) -> None:
+        now = time.monotonic()
+        if now >= self._renew_at and self.lease.held:
+            self.lease.renew()
+            self._renew_at = now + self.storage.lease_ttl / 3
+
+    def _take(self, entry_id: str, fields: dict, now: float) -> list[Tracked]:
+        self.last_id = entry_id
+        try:
+            record, frame = parse(fields)
+        except EnvelopeError as exc:
+            log.warning("bad detected entry skipped", extra={"camera": self.cam.id, "entry": entry_id,
+                                                             "error": str(exc)})
+            self._unsettled.append((entry_id, (-1, -1)))
+            return []
+        ident = (record.run, record.seq)
+        if (self.resume is not None and ident <= self.resume) or ident in self._seen:
+            return []  # the former owner published it, or a worker detected it twice (reclaimed)
+        if not record.skipped:
+            self._seen.add(ident)
+            self._seen_order.append(ident)
+            if len(self._seen_order) > SEEN:
+                self._seen.discard(self._seen_order.popleft())
+        self._unsettled.append((entry_id, ident))
+        if frame is not None:
+            self._frames[ident] = frame
+            self._newest = (record.ts, now)
+            self._recent.append((record.seq, record.ts))
+        return self.stage.push(record, now)
+
+    def _clock(self, now: float) -> float:
+        """Capture time as the stream tells it: the newest frame's, advanced by the time since it
+        arrived. Events of a backlog end by the clip's own timeline (the same on every run),
+        and still end when the frames stop coming."""
+        if self._newest is None:
+            return time.time()
+        ts, arrived = self._newest
+        return ts + (now - arrived)
+
+    # ---- taking over ----------------------------------------------------------------------------
+    def _take_over(self) -> None:
+        out, cam = self.out, self.cam
+        raw = out.client.get(self.checkpoint_key)
+        checkpoint = json.loads(raw) if raw else {}
+        self.last_id = checkpoint.get("id", "0-0")
+        self.resume = tuple(checkpoint["released"]) if checkpoint.get("released") else None
+        self.stage = CameraEvents(cam, self.storage, reorder_window=self.storage.reorder_window,
+                                  start_id=int(checkpoint.get("next_track_id", 1)), files=out.files,
+                                  clips=out.clips, sinks=[self._sink], render=self._render)
+        if self.resume is not None:
+            self.stage.reorder.released = self.resume  # so the next frame is released at once
+        for field, n in out.store.counts(cam.id).items():
+            kind, *rest = field.split(":")
+            if kind == "line" and len(rest) == 3 and rest[0] in self.stage.lifecycle.line_counts:
+                line, direction, label = rest
+                self.stage.lifecycle.line_counts[line][direction][label] = n
+                self._counted[field] = n  # the former owner's crossings are counted already
+        orphans = end_orphans(out.store.open_events(cam.id))
+        for message in orphans:
+            self._sink(message)
+        if orphans:
+            metrics.ORPHANS_ENDED.labels(cam.id).inc(len(orphans))
+            log.info("ended the events a former owner left open", extra={"camera": cam.id,
+                                                                          "events": len(orphans)})
+        self._renew_at = time.monotonic() + self.storage.lease_ttl / 3
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def _render(self, record: Record, tracked: list[list]) -> bytes:
+        """The annotated JPEG: boxes tagged `label #id score`, and the overlay when enabled."""
+        image = jpeg.decode(record.jpeg)
+        out = draw_detections(image, [Detection.from_list(d[:7]) for d in tracked], [d[7] for d in tracked])
+        if self.cam.overlay:
+            out = draw_overlay(out, self.cam.id, ts_ns=int(record.ts * 1e9), fps=self._fps())
+        return jpeg.encode(out, self.cam.jpeg_quality)
+
+    def _fps(self) -> float | None:
+        if len(self._recent) < 2:
+            return None
+        (seq0, ts0), (seq1, ts1) = self._recent[0], self._recent[-1]
+        return (seq1 - seq0) / (ts1 - ts0) if ts1 > ts0 and seq1 > seq0 else None
+
+    def _publish(self, tracked: list[Tracked]) -> None:
+        """XADD the annotated frames and detection records, in order, in one round trip."""
+        if not tracked:
+            return
+        streams = self.out.settings.streams
+        pipe = self.out.client.pipeline(transaction=False)
+        for item in tracked:
+            record = item.record
+            frame = self._frames.pop((record.run, record.seq), None)
+            if frame is None:
+                continue
+            done = frame.annotated(item.jpeg or frame.jpeg, frame.detections or [], tracker=self.out.name,
+                                   published_ns=time.time_ns())
+            pipe.xadd(self.annotated_key, {FRAME_FIELD: envelope.encode(done)},
+                      maxlen=streams.annotated_maxlen, approximate=True)
+            pipe.xadd(self.detections_key, {DETECTIONS_FIELD: tracked_record(done, item.detections)},
+                      maxlen=streams.detections_maxlen, approximate=True)
+            metrics.FRAMES_PUBLISHED.labels(self.cam.id).inc()
+            self.published += 1
+        pipe.execute()
+
+    def _checkpoint(self) -> None:
+        """Advance the checkpoint past every entry whose frame is released (published or given up)."""
+        released = self.stage.reorder.released
+        safe = None
+        while self._unsettled and released is not None and self._unsettled[0][1] <= released:
+            safe = self._unsettled.popleft()[0]
+        while self._unsettled and self._unsettled[0][1] == (-1, -1):
+            safe = self._unsettled.popleft()[0]
+        if safe is None or safe == self._checkpointed or not self.lease.held:
+            return
+        state = {"id": safe, "released": list(released) if released else None,
+                 "next_track_id": self.stage.tracker.next_id, "owner": self.out.name}
+        if self.lease.guarded_set(self.checkpoint_key, json.dumps(state)):
+            self._checkpointed = safe
+
+    def _sink(self, message: EventMessage) -> None:
+        """Store (fenced; the feed and counts in the same step), then MQTT and webhooks."""
+        if not self.lease.held:
+            return
+        counts = flatten_counts(self.stage.lifecycle.counts())
+        try:
+            trimmed = self.out.store.save(message, self.lease, counts=counts)
+        except LeaseLostError:
+            log.warning("event not emitted: the tracking lease moved on", extra={"camera": self.cam.id,
+                                                                                 "event": message.after["id"]})
+            return
+        for event_id in trimmed:
+            for path in (self.out.files.snapshot_path(self.cam.id, event_id),
+                         self.out.files.clip_path(self.cam.id, event_id)):
+                path.unlink(missing_ok=True)
+        self._count(message, counts)
+        body = message.to_dict()
+        if self.out.mqtt is not None:
+            self.out.mqtt.publish_event(body)
+            for label, n in self.stage.changed_counts().items():
+                self.out.mqtt.publish_count(self.cam.id, label, n)
+        if self.out.webhooks is not None:
+            self.out.webhooks.send(body)
+
+    def _count(self, message: EventMessage, counts: dict[str, int]) -> None:
+        cam = self.cam.id
+        metrics.EVENTS.labels(cam, message.after["label"], message.type).inc()
+        for field, n in counts.items():
+            kind, *rest = field.split(":")
+            if kind == "line":
+                delta = n - self._counted.get(field, 0)
+                if delta > 0:
+                    metrics.LINE_CROSSINGS.labels(cam, *rest).inc(delta)
+                self._counted[field] = n
+        gauges = {f for f in counts if not f.startswith("line:")}
+        for field in self._objects | gauges:
+            kind, *rest = field.split(":")
+            gauge = metrics.ZONE_OCCUPANCY if kind == "zone" else metrics.OBJECTS
+            gauge.labels(cam, *rest).set(counts.get(field, 0))
+        self._objects = gauges
