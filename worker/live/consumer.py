@@ -37,9 +37,8 @@ from worker.live import groups, metrics
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
 from worker.live.publisher import Publication, Publisher
-from worker.live.reads import Read, ReadPace, StreamReads
+from worker.live.reads import FrameReader
 
-LIVE_BATCH = 16  # entries read at once from a live stream; all but the newest are superseded
 LAG_INTERVAL = 2.0  # seconds between consumer-group lag readings
 DEAD_CONSUMER_INTERVAL = 10.0
 SKIP_LOG_INTERVAL = 10.0
@@ -63,8 +62,7 @@ class Worker:
         self.cfg = settings.worker
         self.cams = {c.id: ServedCamera(c, settings, client, self.name) for c in cameras}
         self.by_stream = {served.frames_key: served for served in self.cams.values()}
-        self.reads = StreamReads(client, self.name)
-        self._pace = ReadPace()
+        self.reader = FrameReader(client, self.name, list(self.cams.values()))
         self.publisher: Publisher | None = None  # started by `run`
         self._throttled = ThrottledLog(60.0)
         self._busy = False  # the last read returned entries: read again without blocking
@@ -138,37 +136,17 @@ class Worker:
         until_due = min([*self._due.values(), *(s.retry_at for s in self.cams.values() if s.fault)],
                         default=0.0) - time.monotonic()
         wait_ms = max(10, min(self.cfg.block_ms, int(until_due * 1000)))
-        reads = self._plan(idle=not self._busy)
-        if not reads:  # every camera is out of service
+        done = self.reader.read(idle=not self._busy, wait_ms=wait_ms)
+        if done is None:  # every camera is out of service
             self.stop.wait(wait_ms / 1000)
             return []
-        block = self.reads.block_ms(reads, wait_ms) if not self._busy else None
-        started = time.monotonic()
-        found, refused = self.reads.read(reads, block)
-        if block is None:
-            self._pace.read_took(time.monotonic() - started)
-        for stream, exc in refused.items():
+        for stream, exc in done.refused.items():
             self._refused(self.by_stream[stream], stream, exc)
-        for read in reads:
-            for stream in read.streams:
-                served = self.by_stream[stream]
-                if stream not in refused and served.fault_key == stream:
-                    self._recovered(served)
-        return [(self.by_stream[stream], entries) for stream, entries in found]
-
-    def _plan(self, idle: bool) -> list[Read]:
-        """The reads of one pass over the cameras in service: idle, one read over every stream (per
-        slot on a cluster); busy, live and backlog streams apart, each with its own count."""
-        now = time.monotonic()
-        serving = [s for s in self.cams.values() if s.readable(now)]
-        kinds = [serving] if idle else [[s for s in serving if s.live], [s for s in serving if not s.live]]
-        backlog_count = self._pace.backlog_count()
-        reads = []
-        for kind in kinds:
-            for streams in self.reads.slot_groups([s.frames_key for s in kind]):
-                backlog = any(not self.by_stream[stream].live for stream in streams)
-                reads.append(Read(tuple(streams), backlog_count if backlog else LIVE_BATCH))
-        return reads
+        for stream in done.streams:
+            served = self.by_stream[stream]
+            if stream not in done.refused and served.fault_key == stream:
+                self._recovered(served)
+        return [(self.by_stream[stream], entries) for stream, entries in done.found]
 
     def _ensure_groups(self) -> None:
         now = time.monotonic()
@@ -308,6 +286,11 @@ class Worker:
                 self._handle(served, entry_id, fields)
 
     def _shutdown(self) -> None:
+        try:  # a pass read ahead was delivered to this consumer: handle it too
+            for stream, entries in self.reader.finish():
+                self._handle_batch(self.by_stream[stream], entries)
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            self.log.warning("the read ahead failed at exit", extra={"error": describe_error(exc)})
         if self.publisher is not None and not self.publisher.close():
             self.log.warning("frames still being published at exit stay pending, for another worker to reclaim")
         for served in self.cams.values():
@@ -328,7 +311,7 @@ class Worker:
             entries = entries[-1:]
         for entry_id, fields in entries:
             self._handle(served, entry_id, fields)
-        self._pace.frames_took(time.monotonic() - started, len(entries))
+        self.reader.pace.frames_took(time.monotonic() - started, len(entries))
 
     def _handle(self, served: ServedCamera, entry_id: bytes | str, fields: dict) -> None:
         """Process one entry and have it acknowledged (by the publishing thread), whatever happens to it."""

@@ -8,11 +8,18 @@ has answered, so on a cluster an idle worker blocks for CLUSTER_BLOCK_MS at most
 groups one node serves, which it answers one after another) instead of `worker.block_ms`: a frame on
 one camera then waits at most that long for another node's empty read to time out. Each command's
 error is kept apart, so a camera whose stream is broken costs only that camera.
+
+`FrameReader` is what the worker loop asks: it plans each pass over the cameras in service, and over
+a slow link (a read that takes longer than PREFETCH_OVER_S) sends the next pass while the loop is
+still processing the frames of this one, so the round trip overlaps the detection work.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import statistics
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import redis
@@ -20,8 +27,11 @@ import redis
 from common.connection import CONNECTION_ERRORS, is_cluster
 from common.keys import WORKER_GROUP
 from common.text import as_str
+from worker.live.cameras import ServedCamera
 
 CLUSTER_BLOCK_MS = 100  # longest block of an idle read pass on a cluster
+LIVE_BATCH = 16  # entries read at once from a live stream; all but the newest are superseded
+PREFETCH_OVER_S = 0.005  # reads slower than this (a distant Redis) are sent ahead of the loop
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,7 @@ def _entries(reply) -> list[tuple[str, list]]:
 
 
 BACKLOG_BATCH_MAX = 16
+PACE_SAMPLES = 9
 
 
 class ReadPace:
@@ -124,21 +135,103 @@ class ReadPace:
     idle waiting for each read. Fed and asked by the worker loop's thread."""
 
     def __init__(self):
-        self.read_s = 0.0  # a non-blocking read pass, smoothed
-        self.frame_s = 0.0  # handling one entry, smoothed
+        # The median of the last few samples: the first read also connects, the first frame also
+        # warms the model up, and neither should size the reads for long.
+        self._reads: deque[float] = deque(maxlen=PACE_SAMPLES)  # non-blocking read passes (s)
+        self._frames: deque[float] = deque(maxlen=PACE_SAMPLES)  # handling one entry (s)
+
+    @property
+    def read_s(self) -> float:
+        return statistics.median(self._reads) if self._reads else 0.0
+
+    @property
+    def frame_s(self) -> float:
+        return statistics.median(self._frames) if self._frames else 0.0
 
     def read_took(self, seconds: float) -> None:
-        self.read_s = _smoothed(self.read_s, seconds)
+        self._reads.append(seconds)
 
     def frames_took(self, seconds: float, count: int) -> None:
         if count:
-            self.frame_s = _smoothed(self.frame_s, seconds / count)
+            self._frames.append(seconds / count)
 
     def backlog_count(self) -> int:
-        if self.frame_s <= 0:
+        frame_s = self.frame_s
+        if frame_s <= 0:
             return 1
-        return max(1, min(BACKLOG_BATCH_MAX, 1 + int(self.read_s / self.frame_s)))
+        return max(1, min(BACKLOG_BATCH_MAX, 1 + int(self.read_s / frame_s)))
 
 
-def _smoothed(old: float, new: float, weight: float = 0.2) -> float:
-    return new if old == 0 else old + weight * (new - old)
+@dataclass
+class Pass:
+    """One read pass: what was read, what came back, and which streams Redis refused."""
+
+    reads: list[Read]
+    found: list[tuple[str, list]]
+    refused: dict[str, Exception]
+
+    @property
+    def streams(self) -> list[str]:
+        return [stream for read in self.reads for stream in read.streams]
+
+
+class FrameReader:
+    """The worker loop's reads of its cameras' frames streams: the cameras in service, how many
+    entries each (live: a batch whose newest frame wins; backlog: `ReadPace`), blocking when idle,
+    and the next pass sent ahead over a slow link. Used by the loop's thread; the read sent ahead
+    runs on a thread of its own and is taken up by the next `read`."""
+
+    def __init__(self, client, consumer: str, cams: list[ServedCamera]):
+        self.streams = StreamReads(client, consumer)
+        self.by_stream = {served.frames_key: served for served in cams}
+        self.pace = ReadPace()
+        self._ahead: tuple[list[Read], Future] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def read(self, idle: bool, wait_ms: int) -> Pass | None:
+        """One pass (blocking up to `wait_ms` when `idle`); None when every camera is out of service."""
+        if self._ahead is not None:
+            reads, future = self._ahead
+            self._ahead = None
+            found, refused = future.result()
+        else:
+            reads = self.plan(idle)
+            if not reads:
+                return None
+            found, refused = self._timed(reads, self.streams.block_ms(reads, wait_ms) if idle else None)
+        if found and self.pace.read_s > PREFETCH_OVER_S:
+            ahead = self.plan(idle=False)
+            if ahead:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="framecast-read-ahead")
+                self._ahead = (ahead, self._executor.submit(self._timed, ahead, None))
+        return Pass(reads, found, refused)
+
+    def plan(self, idle: bool) -> list[Read]:
+        """The reads of one pass over the cameras in service: idle, one read over every stream (per
+        slot on a cluster); busy, live and backlog streams apart, each with its own count."""
+        now = time.monotonic()
+        serving = [s for s in self.by_stream.values() if s.readable(now)]
+        kinds = [serving] if idle else [[s for s in serving if s.live], [s for s in serving if not s.live]]
+        backlog_count = self.pace.backlog_count()
+        reads = []
+        for kind in kinds:
+            for streams in self.streams.slot_groups([s.frames_key for s in kind]):
+                backlog = any(not self.by_stream[stream].live for stream in streams)
+                reads.append(Read(tuple(streams), backlog_count if backlog else LIVE_BATCH))
+        return reads
+
+    def finish(self) -> list[tuple[str, list]]:
+        """At shutdown: the entries of a pass sent ahead (to be handled, they were delivered to this
+        consumer); raises what that read raised."""
+        ahead, self._ahead = self._ahead, None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        return ahead[1].result()[0] if ahead is not None else []
+
+    def _timed(self, reads: list[Read], block: int | None):
+        started = time.monotonic()
+        out = self.streams.read(reads, block)
+        if block is None:
+            self.pace.read_took(time.monotonic() - started)
+        return out
