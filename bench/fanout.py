@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.harness import REPO, Cluster, free_port, percentile, sample_frames
+from bench.harness import REPO, Cluster, free_port, percentile, sample_frames, tree_cpu
 from bench.viewers import watch
 from common import envelope
 from common.keys import FRAME_FIELD
@@ -51,17 +51,6 @@ def _serve(design: str, cluster: Cluster, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _tree_cpu(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 def _measure(design: str, viewers: int, seconds: float, workdir: Path) -> dict:
     cluster = Cluster(workdir / f"{design}-{viewers}", [{"id": "bench", "source": "pattern"}])
     port = free_port()
@@ -90,13 +79,13 @@ def _measure(design: str, viewers: int, seconds: float, workdir: Path) -> dict:
             loop = asyncio.get_running_loop()
             task = loop.create_task(watch("127.0.0.1", port, "/video_feed/bench", viewers, seconds, settle=3.0))
             await asyncio.sleep(3.0)  # the same settle time watch() uses before counting
-            cpu0, pub0 = _tree_cpu(proc), published[0]
+            cpu0, pub0 = tree_cpu(proc), published[0]
             cmd0 = int(cluster.client.info("stats")["total_commands_processed"])
             t0 = time.monotonic()
             counts = await task
             elapsed = time.monotonic() - t0
             cmd1 = int(cluster.client.info("stats")["total_commands_processed"])
-            result.update(counts=counts, elapsed=elapsed, cpu=_tree_cpu(proc) - cpu0,
+            result.update(counts=counts, elapsed=elapsed, cpu=tree_cpu(proc) - cpu0,
                           published=published[0] - pub0, commands=cmd1 - cmd0 - (published[0] - pub0) - 1)
 
         asyncio.run(observe())

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import psutil
 import redis
 import yaml
 
@@ -137,4 +138,21 @@ class Cluster:
         self.redis.cleanup()
 
 
-__all__ = ["Cluster", "free_port", "interleaved", "machine", "median_ratio", "percentile", "sample_frames", "REPO", "FRAMECAST"]
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds (user + system, from /proc/<pid>/stat) of a process and its children; 0 once gone."""
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in family:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+__all__ = ["Cluster", "free_port", "interleaved", "machine", "median_ratio", "percentile", "sample_frames", "tree_cpu", "REPO", "FRAMECAST"]

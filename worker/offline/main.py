@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         if jsonl is not None:
             jsonl.close()
     rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
+    cpu_ms = counts["cpu_seconds"] * 1000 / counts["frames"] if counts["frames"] else 0.0
     print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "
-          f"({rate:.1f} frames/s, {where}), {counts['corrupt']} corrupt, "
+          f"({rate:.1f} frames/s, {cpu_ms:.1f} CPU ms a frame, {where}), {counts['corrupt']} corrupt, "
           f"{counts['detections']} detections -> {output}", file=sys.stderr)
     return 0
 

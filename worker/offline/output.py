@@ -26,6 +26,7 @@ class AnnotatedOutput:
         self.counts = {"frames": 0, "corrupt": 0, "detections": 0}
         self._progress = tqdm(total=total, unit="frame", disable=not sys.stderr.isatty(), dynamic_ncols=True)
         self._started = time.perf_counter()
+        self._cpu_started = time.process_time()  # the whole process: every stage's thread
 
     def write(self, index: int, image: np.ndarray, detections: list[dict], error: str | None = None) -> None:
         """Append frame `index` (annotated, or left as it was when `error` says why)."""
@@ -54,6 +55,7 @@ class AnnotatedOutput:
         if self._writer is not None:
             self._writer.release()
         self.counts["seconds"] = time.perf_counter() - self._started
+        self.counts["cpu_seconds"] = time.process_time() - self._cpu_started
         return self.counts
 
 
