@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
@@ -46,6 +47,11 @@ ENV_VARS: dict[str, str] = {
     "FRAMECAST_WEB_HOST": "web.host",
     "FRAMECAST_WEB_PORT": "web.port",
     "FRAMECAST_WEB_TOKEN": "web.token",
+    "FRAMECAST_WEB_AUTH": "web.auth",
+    "FRAMECAST_WEB_TOKEN_FILE": "web.token_file",
+    "FRAMECAST_REDIS_CA_FILE": "redis_tls.ca_file",
+    "FRAMECAST_REDIS_CERT_FILE": "redis_tls.cert_file",
+    "FRAMECAST_REDIS_KEY_FILE": "redis_tls.key_file",
     "FRAMECAST_MAX_FRAME_AGE": "worker.max_frame_age",
     "FRAMECAST_EVENTS_DIR": "events.dir",
 }
@@ -215,6 +221,11 @@ class WebConfig(_Model):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     token: SecretStr | None = Field(None, description="when set, required on every endpoint but /healthz")
+    auth: Literal["auto", "none"] = Field(
+        "auto", description="auto: a token is required when one is set or when listening on a non-loopback "
+        "address (one is generated and kept in token_file); none: no authentication at all")
+    token_file: str | None = Field(None, description="where a generated token is kept (default: "
+                                   "$XDG_STATE_HOME/framecast/web-token, else ~/.local/state/framecast/web-token)")
     no_signal_after: float = Field(3.0, gt=0, description="seconds without frames before 'no signal'")
     reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader lives after its last viewer")
     stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
@@ -223,11 +234,31 @@ class WebConfig(_Model):
                                         "at once per web process (beyond: 429); 0 is no cap")
 
 
+class RedisTlsConfig(_Model):
+    """Files for TLS to Redis (rediss:// URLs): a private CA, and a client certificate when the server
+    asks for one (`tls-auth-clients yes`)."""
+
+    ca_file: FilePath | None = Field(None, description="PEM CA bundle that signed the server's certificate")
+    cert_file: FilePath | None = Field(None, description="PEM client certificate")
+    key_file: FilePath | None = Field(None, description="PEM private key of cert_file")
+
+    @model_validator(mode="after")
+    def _pair(self) -> RedisTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return any((self.ca_file, self.cert_file, self.key_file))
+
+
 class Settings(_Model):
     """The whole framecast configuration."""
 
     redis_url: SecretStr = Field(SecretStr(DEFAULT_REDIS_URL),
                                  description="redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL")
+    redis_tls: RedisTlsConfig = Field(default_factory=RedisTlsConfig)
     key_prefix: str = Field("fc", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="prefix of every Redis key")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -252,6 +283,13 @@ class Settings(_Model):
     def _check_redis_url(cls, value: SecretStr) -> SecretStr:
         parse_redis_url(value.get_secret_value())  # its errors never quote the URL
         return value
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> Settings:
+        if self.redis_tls.configured and not parse_redis_url(self.redis_url.get_secret_value()).tls:
+            raise ValueError("redis_tls: the files are for TLS: use a rediss://, rediss+cluster:// or "
+                             "rediss+sentinel:// URL")
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:

@@ -6,9 +6,12 @@ a Sentinel-managed replica set, followed across failovers.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import redis
 import redis.cluster
@@ -19,6 +22,9 @@ from redis.retry import Retry
 
 from common.redaction import redact_text
 from common.redis_url import RedisTarget, parse_redis_url
+
+if TYPE_CHECKING:
+    from common.config import RedisTlsConfig, Settings
 
 # Errors that mean "Redis is unreachable, restarting or failing over": loops back off and retry on
 # these, and the web tier answers 503 instead of 500.
@@ -39,9 +45,16 @@ _RETRY_ON = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, re
 CLUSTER_STARTUP_WAIT = 30.0
 
 
-def connect(url: str | SecretStr, *, socket_timeout: float = 10.0, retries: int = 3, **kwargs):
+def connect_to(settings: Settings, **kwargs):
+    """A Redis client for the configured `redis_url`, with the `redis_tls` files."""
+    return connect(settings.redis_url, tls=settings.redis_tls, **kwargs)
+
+
+def connect(url: str | SecretStr, *, socket_timeout: float = 10.0, retries: int = 3,
+            tls: RedisTlsConfig | None = None, **kwargs):
     """A Redis client for `url`: redis://, rediss://, unix:// (one server), redis+cluster:// or
-    redis+sentinel:// (and their rediss+ TLS forms); password and ACL user in the URL.
+    redis+sentinel:// (and their rediss+ TLS forms); password and ACL user in the URL; `tls` adds a
+    CA file and a client certificate (options in the URL's query win over it).
 
     Commands are retried with exponential backoff on connection loss before an error reaches the
     caller; hiredis parses replies when it is installed. A single-server or Sentinel client connects
@@ -51,14 +64,25 @@ def connect(url: str | SecretStr, *, socket_timeout: float = 10.0, retries: int 
     if isinstance(url, SecretStr):
         url = url.get_secret_value()
     target = parse_redis_url(url)
+    files = _tls_files(tls) if target.tls else {}
     common = {"socket_timeout": socket_timeout, "socket_connect_timeout": 5.0, "socket_keepalive": True,
               "health_check_interval": 30, **kwargs}
+    if target.topology != "single":  # the URL's own TLS options win over the settings
+        target = dataclasses.replace(target, tls_options={**files, **target.tls_options})
     if target.topology == "cluster":
         return _connect_cluster(target, retries, common)
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
     if target.topology == "sentinel":
         return _connect_sentinel(target, retry, common)
-    return redis.Redis.from_url(target.url, retry=retry, retry_on_error=_RETRY_ON, **common)
+    # redis-py reads a rediss:// URL's own query options itself, and they win over these
+    return redis.Redis.from_url(target.url, retry=retry, retry_on_error=_RETRY_ON, **files, **common)
+
+
+def _tls_files(tls: RedisTlsConfig | None) -> dict[str, str]:
+    if tls is None:
+        return {}
+    files = {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    return {name: str(path) for name, path in files.items() if path is not None}
 
 
 def _tls_kwargs(target: RedisTarget) -> dict:
@@ -83,7 +107,7 @@ def _connect_cluster(target: RedisTarget, retries: int, common: dict) -> redis.c
                 retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), max(retries, 1)),
                 **_tls_kwargs(target), **common)
         except (redis.exceptions.RedisClusterException, *CONNECTION_ERRORS) as exc:
-            if isinstance(exc, redis.exceptions.AuthenticationError) or time.monotonic() > deadline:
+            if permanent_reason(exc) is not None or time.monotonic() > deadline:
                 hosts = ",".join(f"{h}:{p}" for h, p in target.hosts)
                 raise redis.exceptions.ConnectionError(
                     f"no usable Redis Cluster at {hosts}: {describe_error(exc)}") from exc
@@ -134,6 +158,57 @@ def _field(info, name: str) -> str:
 def describe_error(exc: BaseException) -> str:
     """A one-line description of a Redis error that is safe to log (no credentials)."""
     return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+# Replies that mean "these credentials will never work": waiting does not fix them.
+_AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password", "invalid username-password")
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """What is permanently wrong when `exc` (or an error it was raised from) is an authentication
+    or TLS certificate failure, which retrying will not fix; None for everything else (an outage).
+
+    Says what to fix; carries no secret."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        if isinstance(error, redis.exceptions.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
+            return "Redis refused the credentials: check the user and password in REDIS_URL"
+        if isinstance(error, redis.exceptions.NoPermissionError) or (
+                isinstance(error, redis.exceptions.ResponseError) and text.startswith(_AUTH_REPLIES)):
+            return ("Redis refused the credentials or their permissions (" + text.split(" ", 1)[0]
+                    + "): check the user and password in REDIS_URL and the user's ACL")
+        if isinstance(error, ssl.SSLCertVerificationError) or "certificate verify failed" in text:
+            return ("Redis's TLS certificate is not trusted (certificate verify failed): set redis_tls.ca_file "
+                    "(FRAMECAST_REDIS_CA_FILE) to the CA that signed it")
+        if isinstance(error, ssl.SSLError) and "CERTIFICATE" in text.upper():
+            return ("Redis refused the TLS handshake over a certificate (the server may require a client "
+                    "certificate): set redis_tls.cert_file and redis_tls.key_file")
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class ThrottledLog:
+    """At most one log line per subject per `interval` seconds, for failures that repeat on every
+    retry or frame (a wrong password, a broken key): the first occurrence is logged at once, then
+    once an interval while it lasts. Thread-safe; one instance is shared by a process's loops."""
+
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
+        self._last: dict[object, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, subject: object) -> bool:
+        """True when a line about `subject` may be logged now (and records that it was)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(subject)
+            if last is not None and now - last < self.interval:
+                return False
+            self._last[subject] = now
+            return True
 
 
 class Backoff:

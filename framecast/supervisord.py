@@ -156,6 +156,6 @@ serverurl=unix://{layout.socket}
         parts.append(_program(group.name, [framecast_bin, "worker", *group.args(), "--metrics-port",
                                            "%(process_num)d" if metrics_port else "0"],
                               env, layout.logs, priority=20, numprocs=group.count, numprocs_start=first_port))
-    parts.append(_program("web", [framecast_bin, "web", "--host", "0.0.0.0", "--port", str(web_port)], env,
+    parts.append(_program("web", [framecast_bin, "web", "--host", "127.0.0.1", "--port", str(web_port)], env,
                           layout.logs, priority=40))
     return "".join(parts)

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 
-from common.connection import CONNECTION_ERRORS, connect, describe_error
+from common.connection import CONNECTION_ERRORS, ThrottledLog, describe_error, permanent_reason
 from common.keys import Keys
 from common.registry import deregister, heartbeat, member_id
 from common.service import (
@@ -18,6 +18,7 @@ from common.service import (
     start_metrics,
     stop_event_on_signals,
 )
+from common.startup import connect_checked
 from producer.publisher import CameraPublisher
 
 log = logging.getLogger("framecast.producer")
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         cameras = [cam.model_copy(update={"loop": False}) for cam in cameras]
     start_metrics(settings)
     stop = stop_event_on_signals()
-    client = connect(settings.redis_url, retries=1)
+    client = connect_checked(settings, stop, retries=1)  # exits 3 on a wrong password or certificate
+    if client is None:  # stopped while waiting for Redis
+        return 0
     keys = Keys(settings.key_prefix)
     publishers = [CameraPublisher(cam, settings, client, stop) for cam in cameras]
     threads = [threading.Thread(target=p.run, name=f"camera-{p.camera.id}", daemon=True) for p in publishers]
@@ -50,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     info = {"host": socket.gethostname(), "pid": os.getpid(), "cameras": [c.id for c in cameras],
             "sources": {c.id: c.source_kind for c in cameras}}
     ttl = HEARTBEAT_INTERVAL * 3
+    refused = ThrottledLog(60.0)  # a password changed under a running producer: say so once a minute
     while not stop.is_set() and any(t.is_alive() for t in threads):
         try:
             fps = {p.camera.id: round(p.published_fps(), 2) for p in publishers}
             heartbeat(client, keys, "producer", me, {**info, "fps": fps}, ttl)
         except CONNECTION_ERRORS as exc:
-            log.debug("heartbeat failed", extra={"error": describe_error(exc)})
+            reason = permanent_reason(exc)
+            if reason is not None and refused.due(reason):
+                log.error("Redis refuses this producer: " + reason, extra={"error": describe_error(exc)})
+            else:
+                log.debug("heartbeat failed", extra={"error": describe_error(exc)})
         stop.wait(HEARTBEAT_INTERVAL)
     stop.set()
     for thread in threads:

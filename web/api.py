@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, jsonify, request
 
 from common.keys import DETECTIONS_FIELD
-from common.registry import live_members
-from common.stats import read_stats
+from common.registry import Kind, live_members
+from common.stats import StatsField
 from web import metrics as web_metrics
+from web.keyfaults import BrokenKeyError, reading
 from web.query import flag
 from web.stages import recent_stages
 from web.state import WebState, state
-from web.streams import last_entry_age_s
+from web.streams import camera_figures
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
@@ -37,45 +38,68 @@ def _fps(members: list[dict], cam: str) -> float:
     return round(total, 2)
 
 
-def camera_summaries(st: WebState) -> list[dict]:
-    """Each configured camera with its figures (for /api/cameras and the dashboard)."""
-    workers = live_members(st.client, st.keys, "worker")
-    producers = live_members(st.client, st.keys, "producer")
+def _members(st: WebState, kind: Kind) -> tuple[list[dict], BrokenKeyError | None]:
+    """The live members of a registry, or none and the error when Redis refuses to read it."""
+    try:
+        with reading(st.keys.workers if kind == "worker" else st.keys.producers):
+            return live_members(st.client, st.keys, kind), None
+    except BrokenKeyError as exc:
+        return [], exc
+
+
+def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
+    """Each configured camera with its figures (for /api/cameras and the dashboard), and the
+    registries that could not be read (kind -> problem)."""
+    workers, workers_error = _members(st, "worker")
+    producers, producers_error = _members(st, "producer")
+    registry_errors = {kind: str(exc) for kind, exc in (("workers", workers_error), ("producers", producers_error))
+                       if exc is not None}
     viewers = web_metrics.viewers_per_camera(st.broadcaster.viewer_counts())
     out = []
     for camera in st.settings.cameras:
-        stats = read_stats(st.client, st.keys, camera.id)
-        # What viewers see: the age of the newest annotated frame, from its stream id (no payload read).
-        age_s = last_entry_age_s(st.client, st.keys.annotated(camera.id))
+        stats, age_s, errors = camera_figures(st.client, st.keys, camera.id)
         status = "live" if age_s is not None and age_s < st.settings.web.stale_after else (
             "stale" if age_s is not None else "waiting")
-        out.append({
+        summary = {
             "id": camera.id, "name": camera.display_name, "source_kind": camera.source_kind, "source": camera.source_display,
-            "mode": camera.mode, "status": status,
-            "fps_in": _fps(producers, camera.id), "fps_out": _fps(workers, camera.id),
-            "latency_ms": stats.get("latency_ms"), "infer_ms": stats.get("infer_ms"),
+            "mode": camera.mode, "status": "error" if errors else status,
+            "fps_in": None if producers_error else _fps(producers, camera.id),
+            "fps_out": None if workers_error else _fps(workers, camera.id),
+            "latency_ms": stats.get(StatsField.LATENCY_MS), "infer_ms": stats.get(StatsField.INFER_MS),
             "last_frame_age_s": None if age_s is None else round(age_s, 3),
-            "published": int(stats.get("published", 0)), "processed": int(stats.get("processed", 0)),
-            "dropped": int(stats.get("dropped", 0)), "skipped_stale": int(stats.get("skipped_stale", 0)),
-            "failed": int(stats.get("failed", 0)), "source_reconnects": int(stats.get("reconnects", 0)),
+            "published": int(stats.get(StatsField.PUBLISHED, 0)), "processed": int(stats.get(StatsField.PROCESSED, 0)),
+            "dropped": int(stats.get(StatsField.DROPPED, 0)), "lost": int(stats.get(StatsField.LOST, 0)),
+            "skipped_stale": int(stats.get(StatsField.SKIPPED_STALE, 0)),
+            "failed": int(stats.get(StatsField.FAILED, 0)), "source_reconnects": int(stats.get(StatsField.RECONNECTS, 0)),
             "workers": [w["id"] for w in workers if camera.id in w.get("cameras", [])],
             "viewers": viewers.get(camera.id, 0),
             "stages": recent_stages(st.client, st.keys, camera.id),  # p50/p95 per stage, newest frames
             "send_ms": web_metrics.counts_for(camera.id).send_summary(),  # this process's viewers
-        })
-    return out
+        }
+        if errors:
+            summary["error"] = "; ".join(errors)
+        out.append(summary)
+    return out, registry_errors
 
 
 @bp.route("/cameras")
 def cameras():
-    """Every configured camera with its live figures."""
-    return jsonify(cameras=camera_summaries(state()))
+    """Every configured camera with its live figures; `registry_errors` when a registry is unreadable."""
+    summaries, registry_errors = camera_summaries(state())
+    body: dict = {"cameras": summaries}
+    if registry_errors:
+        body["registry_errors"] = registry_errors
+    return jsonify(body)
 
 
 @bp.route("/workers")
 def workers():
-    """The live workers, from their heartbeats."""
-    return jsonify(workers=live_members(state().client, state().keys, "worker"))
+    """The live workers, from their heartbeats; 503 JSON naming the key when the registry is unreadable."""
+    members, error = _members(state(), "worker")
+    if error is not None:
+        return jsonify(error="registry unreadable", key=error.key, workers=[],
+                       message=f"cannot read the worker registry ({error}); fix or delete the key"), 503
+    return jsonify(workers=members)
 
 
 def _since(value: str | None) -> str | None:
@@ -113,28 +137,41 @@ def detections(cam: str):
     follow = flag("follow")
     key = st.keys.detections(cam)
 
+    def page(cursor: str | bytes, count: int) -> list:
+        with reading(key, cam):
+            return st.client.xrange(key, min=cursor, max="+", count=count)
+
+    # The first page is read before the response starts, so a broken key is a 503 JSON answer
+    # (BrokenKeyError) rather than a stream that breaks after its headers.
+    first = page(start, min(PAGE, limit)) if start is not None else []
+
     def generate() -> Iterator[bytes]:
         """Runs on the client's thread/greenlet: one XRANGE page at a time."""
-        sent, cursor = 0, start
-        last_id = b"0-0"
-        while cursor is not None and sent < limit:
-            page = st.client.xrange(key, min=cursor, max="+", count=min(PAGE, limit - sent))
-            if not page:
-                break
-            for entry_id, fields in page:
-                yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
-                last_id = entry_id
-            sent += len(page)
-            cursor = b"(" + last_id
-        if not follow:
-            return
+        entries, sent, last_id = first, 0, b"0-0"
+        try:
+            while entries:
+                for entry_id, fields in entries:
+                    yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
+                    last_id = entry_id
+                sent += len(entries)
+                if sent >= limit:
+                    break
+                entries = page(b"(" + last_id, min(PAGE, limit - sent))
+            if follow:
+                yield from _follow(last_id)
+        except BrokenKeyError:
+            return  # logged by `reading`; the client sees the stream end
+
+    def _follow(last_id: bytes) -> Iterator[bytes]:
         if last_id == b"0-0":  # nothing in the history: follow from the stream's current end
-            newest = st.client.xrevrange(key, count=1)
+            with reading(key, cam):
+                newest = st.client.xrevrange(key, count=1)
             last_id = newest[0][0] if newest else b"0-0"
         yield b"\n"  # the stream is open; blank lines are keep-alives and carry no record
         quiet_since = time.monotonic()
         while not st.stopping.is_set():
-            reply = st.client.xread({key: last_id}, count=PAGE, block=FOLLOW_BLOCK_MS)
+            with reading(key, cam):
+                reply = st.client.xread({key: last_id}, count=PAGE, block=FOLLOW_BLOCK_MS)
             if not reply:
                 if time.monotonic() - quiet_since >= KEEPALIVE_S:
                     quiet_since = time.monotonic()
@@ -155,4 +192,4 @@ def camera(cam: str):
     """One camera with its live figures."""
     st = state()
     st.settings.camera(cam)
-    return jsonify(next(c for c in camera_summaries(st) if c["id"] == cam))
+    return jsonify(next(c for c in camera_summaries(st)[0] if c["id"] == cam))

@@ -7,11 +7,12 @@ import redis
 from flask import Flask, Response, jsonify
 
 from common.config import Settings
-from common.connection import CONNECTION_ERRORS, connect, describe_error
+from common.connection import CONNECTION_ERRORS, connect_to, describe_error
 from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
 from web import api, auth, health, pages, video
 from web.broadcaster import Broadcaster
+from web.keyfaults import BrokenKeyError
 from web.limits import StreamLimit
 from web.state import EXTENSION, WebState
 
@@ -35,7 +36,7 @@ def _add_security_headers(response: Response) -> Response:
 def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     """Build the web app of one web process (gunicorn's process after gevent patched it, or the dev server)."""
     app = Flask(__name__)
-    client = client or connect(settings.redis_url)
+    client = client or connect_to(settings)
     keys = Keys(settings.key_prefix)
     app.extensions[EXTENSION] = WebState(
         settings, client, keys,
@@ -54,6 +55,11 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     @app.errorhandler(InvalidCameraIdError)
     def _invalid(exc: InvalidCameraIdError):
         return jsonify(error="invalid camera id", message=str(exc)), 400
+
+    @app.errorhandler(BrokenKeyError)
+    def _broken_key(exc: BrokenKeyError):
+        return jsonify(error="broken key", camera=exc.cam, key=exc.key,
+                       message=f"Redis cannot read {exc} (fix or delete the key)"), 503
 
     def _redis_down(exc: Exception):
         return jsonify(error="redis unavailable", message=f"cannot reach Redis ({describe_error(exc)}); "

@@ -1,4 +1,4 @@
-"""Optional token auth: when `web.token` is set, every endpoint but /healthz requires it, as
+"""Token auth: when `web.token` is set (web.access generates one for non-loopback addresses), every endpoint but /healthz requires it, as
 `Authorization: Bearer <token>` or `?token=` (for <img> tags, which cannot send headers)."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ def given_token(req: Request) -> str:
 
 
 def install(app: Flask, settings: Settings) -> None:
-    """Require the token on every request but OPEN_PATHS; a no-op when no token is configured."""
-    token = settings.web.token.get_secret_value() if settings.web.token else None
+    """Require the token on every request but OPEN_PATHS; a no-op when no token is configured (or
+    `web.auth: none`). `framecast web` fills in a generated token first (web.access)."""
+    token = settings.web.token.get_secret_value() if settings.web.token and settings.web.auth != "none" else None
     if not token:
         return
     expected = token.encode()

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from common.connection import CONNECTION_ERRORS, describe_error, is_writable_primary
 from web import metrics as web_metrics
 from web.state import state
-from web.streams import last_entry_age_s
+from web.streams import camera_figures
 
 bp = Blueprint("health", __name__)
 
@@ -21,7 +21,8 @@ def healthz():
 
 @bp.route("/readyz")
 def readyz():
-    """200 when Redis answers and every configured camera has a fresh annotated frame; else 503."""
+    """200 when Redis answers and every configured camera has a fresh annotated frame and readable
+    keys; else 503 naming the cameras and, for a broken key, the key and Redis's reply."""
     st = state()
     try:
         st.client.ping()
@@ -32,14 +33,19 @@ def readyz():
                        "or a cluster that is failing over)"), 503
     cameras, ready = {}, True
     for camera in st.settings.cameras:
-        age = last_entry_age_s(st.client, st.keys.annotated(camera.id))
-        ok = age is not None and age <= st.settings.web.stale_after
+        _stats, age, errors = camera_figures(st.client, st.keys, camera.id)
+        ok = age is not None and age <= st.settings.web.stale_after and not errors
         ready &= ok
         cameras[camera.id] = {"ok": ok, "last_frame_age_s": None if age is None else round(age, 3)}
-    not_flowing = [cam for cam, figures in cameras.items() if not figures["ok"]]
+        if errors:
+            cameras[camera.id]["error"] = "; ".join(errors)
+    broken = [cam for cam, figures in cameras.items() if "error" in figures]
+    not_flowing = [cam for cam, figures in cameras.items() if not figures["ok"] and cam not in broken]
     body = {"ready": ready and bool(cameras), "redis": True, "cameras": cameras}
-    if not_flowing:
-        body["message"] = "no fresh annotated frames for: " + ", ".join(not_flowing)
+    problems = ([f"unreadable keys for: {', '.join(broken)}"] if broken else []) + (
+        [f"no fresh annotated frames for: {', '.join(not_flowing)}"] if not_flowing else [])
+    if problems:
+        body["message"] = "; ".join(problems)
     elif not cameras:
         body["message"] = "no cameras configured"
     return jsonify(body), 200 if body["ready"] else 503

@@ -4,9 +4,11 @@
 the stream, decodes each entry, drops a frame older than one already given (a slower worker's late
 result) and yields each newer Frame; after `no_signal_after` seconds without one it yields NoSignal,
 again every second while the gap lasts. Whatever brings nothing to show (a read that ends empty, a
-late or undecodable frame) yields None, so the consumer gets a turn (to stop, say) on a quiet stream. Redis failures and unexpected errors
-pause the stream (NoSignal meanwhile) and are retried with backoff; the generator ends when `stop`
-is set or its consumer closes it. It runs on the consumer's thread and does no fan-out or rendering.
+late or undecodable frame) yields None, so the consumer gets a turn (to stop, say) on a quiet stream.
+Redis failures, a key of the wrong type and unexpected errors pause the stream (NoSignal meanwhile),
+are logged at the start and then once a minute, and are retried with backoff; the generator ends
+when `stop` is set or its consumer closes it. It runs on the consumer's thread and does no fan-out
+or rendering.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from dataclasses import dataclass
 import redis
 
 from common import envelope
-from common.connection import CONNECTION_ERRORS, Backoff, describe_error
+from common.connection import CONNECTION_ERRORS, Backoff, describe_error, permanent_reason
 from common.envelope import Frame
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
 from common.logs import camera_logger
 from web import metrics
+from web.keyfaults import is_key_refusal, report
 
 NO_SIGNAL_REPEAT_S = 1.0  # a gap is announced again this often, so late viewers see it too
 READ_BLOCK_MS = 500  # short, so a stopped or retired reader ends promptly
+FAILURE_LOG_INTERVAL = 60.0  # a lasting failure is logged again this often
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class FrameSource:
         self._last_order: tuple[int, int] | None = None
         self._last_frame_at = 0.0  # monotonic time of the last frame given out
         self._no_signal_at: float | None = None  # monotonic time of the last NoSignal of this gap
+        self._failure_logged_at = 0.0
 
     def events(self) -> Iterator[Frame | NoSignal | None]:
         metrics.READERS.inc()
@@ -71,10 +76,7 @@ class FrameSource:
                         last_id, newest = self._newest()
                     reply = self.client.xread({self.key: last_id}, count=10, block=READ_BLOCK_MS)
                 except Exception as exc:  # the reader must outlive any single failure
-                    if not failing:
-                        level = logging.WARNING if isinstance(exc, CONNECTION_ERRORS) else logging.ERROR
-                        self.log.log(level, "feed paused: cannot read the stream",
-                                     extra={"error": describe_error(exc)}, exc_info=level == logging.ERROR)
+                    self._log_failure(exc, repeat=failing)
                     failing = True
                     self.counts.read_failed()
                     last_id = None  # a restarted Redis may hold other ids: prime again from its newest entry
@@ -94,6 +96,23 @@ class FrameSource:
                 yield self._no_signal_due(started)
         finally:
             metrics.READERS.dec()
+
+    def _log_failure(self, exc: Exception, repeat: bool) -> None:
+        """Say why the feed paused: at the start of a gap, then once a minute while it lasts (a wrong
+        password does not go away by waiting). A key of the wrong type is reported by web.keyfaults,
+        once a minute per process however many feeds and viewers hit it."""
+        if is_key_refusal(exc):
+            report(self.key, describe_error(exc), self.cam)
+            return
+        now = time.monotonic()
+        if repeat and now - self._failure_logged_at < FAILURE_LOG_INTERVAL:
+            return
+        self._failure_logged_at = now
+        level = logging.WARNING if isinstance(exc, CONNECTION_ERRORS) else logging.ERROR
+        reason = permanent_reason(exc)
+        message = "feed paused: cannot read the stream" + (f" ({reason})" if reason else "")
+        self.log.log(level, message, extra={"error": describe_error(exc)},
+                     exc_info=level == logging.ERROR and not repeat)
 
     def _newest(self) -> tuple[str | bytes, Frame | None]:
         """Where to read from (the newest entry), and that entry's frame when it is fresh enough to

@@ -1,5 +1,5 @@
-"""What the routes read about a camera's streams besides the frames: which stream a request means,
-and how old its newest entry is."""
+"""What the routes read about a camera besides the frames: which stream a request means, how old its
+newest entry is, and its figures with whatever is wrong with its keys."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import time
 
 import redis
 
-from common.connection import CONNECTION_ERRORS
 from common.keys import Keys
+from common.stats import read_stats
 from common.text import as_str
+from web.keyfaults import BrokenKeyError, is_key_refusal, reading
 
 
 def stream_key(keys: Keys, cam: str, raw: bool) -> str:
@@ -17,16 +18,36 @@ def stream_key(keys: Keys, cam: str, raw: bool) -> str:
     return keys.frames(cam) if raw else keys.annotated(cam)
 
 
-def last_entry_age_s(client: redis.Redis, key: str) -> float | None:
-    """Seconds since the newest entry of a stream was added (from its id; no payload is read)."""
-    try:
-        info = client.xinfo_stream(key)
-    except Exception as exc:  # a missing stream answers with an error
-        if isinstance(exc, CONNECTION_ERRORS):
-            raise
-        return None
+def last_entry_age_s(client: redis.Redis, key: str, cam: str | None = None) -> float | None:
+    """Seconds since the newest entry of a stream was added (from its id; no payload is read); None
+    when there is no stream. A key of another type raises BrokenKeyError (web.keyfaults)."""
+    with reading(key, cam):
+        try:
+            info = client.xinfo_stream(key)
+        except redis.exceptions.ResponseError as exc:
+            if is_key_refusal(exc):
+                raise
+            return None  # a missing stream answers "no such key"
     last = info.get("last-generated-id") or info.get("last_generated_id")
     if not last or info.get("length", 0) == 0:
         return None
     ms = int(as_str(last).split("-")[0])
     return max(0.0, time.time() - ms / 1000)
+
+
+def camera_figures(client: redis.Redis, keys: Keys, cam: str) -> tuple[dict[str, float], float | None, list[str]]:
+    """A camera's stats, the age of its newest annotated frame, and what is wrong with its keys: each
+    key read on its own, so one broken key leaves the other figures (and cameras) readable."""
+    stats: dict[str, float] = {}
+    age_s, errors = None, []
+    try:
+        with reading(keys.stats(cam), cam):
+            stats = read_stats(client, keys, cam)
+    except BrokenKeyError as exc:
+        errors.append(str(exc))
+    try:
+        # What viewers see: the age of the newest annotated frame, from its stream id (no payload read).
+        age_s = last_entry_age_s(client, keys.annotated(cam), cam)
+    except BrokenKeyError as exc:
+        errors.append(str(exc))
+    return stats, age_s, errors

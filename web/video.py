@@ -12,6 +12,7 @@ from common import envelope
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
 from web import mjpeg
+from web.keyfaults import reading
 from web.query import flag
 from web.state import state
 from web.streams import stream_key
@@ -62,7 +63,9 @@ def snapshot(cam: str) -> Response:
     """The newest annotated frame (one Redis read), or 503 when there is no fresh one."""
     st = state()
     st.settings.camera(cam)
-    entries = st.client.xrevrange(stream_key(st.keys, cam, flag("raw")), count=1)
+    key = stream_key(st.keys, cam, flag("raw"))
+    with reading(key, cam):  # a broken key: 503 JSON naming it (web.app)
+        entries = st.client.xrevrange(key, count=1)
     frame = None
     if entries:
         try:

@@ -131,11 +131,13 @@
         const status = tile.querySelector(".status");
         status.textContent = cam.status;
         status.className = "status " + cam.status;
+        // `lost`: backlog frames gone with a reset stream (a Redis restart without persistence)
         tile.querySelector(".stats").textContent =
           "in " + fmt(cam.fps_in, 1, " fps") + " · out " + fmt(cam.fps_out, 1, " fps") +
           " · latency " + fmt(cam.latency_ms, 0, " ms") + " · inference " + fmt(cam.infer_ms, 0, " ms") +
-          " · dropped " + cam.dropped + " · stale skipped " + cam.skipped_stale + " · failed " + cam.failed +
-          " · workers " + cam.workers.length;
+          " · dropped " + cam.dropped + " · lost " + cam.lost + " · stale skipped " + cam.skipped_stale +
+          " · failed " + cam.failed + " · workers " + cam.workers.length +
+          (cam.error ? " · error: " + cam.error : "");
         renderStages(tile, cam);
       });
       document.getElementById("summary").textContent =

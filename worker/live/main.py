@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from common.connection import connect
 from common.service import (
     add_common_args,
     fail,
@@ -17,6 +16,7 @@ from common.service import (
     start_metrics,
     stop_event_on_signals,
 )
+from common.startup import connect_checked
 from worker.detect import ModelError
 from worker.events.service import EventService
 from worker.live.consumer import Worker
@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args)
     cameras = selected_cameras(settings, args)
     stop = stop_event_on_signals()
-    client = connect(settings.redis_url)
+    client = connect_checked(settings, stop)  # exits 3 on a wrong password or certificate
+    if client is None:  # stopped while waiting for Redis
+        return 0
     try:
         worker = Worker(settings, cameras, client, stop)
     except ModelError as exc:

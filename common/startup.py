@@ -1,0 +1,68 @@
+"""The Redis check each service makes before it starts work: fail fast on what waiting cannot fix.
+
+A wrong password or ACL user, or a TLS certificate the client does not trust, will fail on every
+retry for ever; the services' loops would treat it as an outage and wait. So at start-up each service
+asks Redis once (PING): such a failure exits with EXIT_PERMANENT and one line saying what to fix
+(supervisord and Docker then show the fault), while a Redis that is simply down is waited for as
+before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from common.config import Settings
+from common.connection import (
+    CONNECTION_ERRORS,
+    Backoff,
+    ThrottledLog,
+    connect_to,
+    describe_error,
+    permanent_reason,
+)
+from common.service import fail
+
+log = logging.getLogger("framecast.startup")
+
+# Exit code for a Redis that refuses this process for good (credentials, TLS certificate).
+EXIT_PERMANENT = 3
+WAITING_LOG_INTERVAL = 60.0  # "still waiting for Redis" at most this often
+
+
+def connect_checked(settings: Settings, stop: threading.Event | None = None, *, wait: bool = True, **kwargs):
+    """A client for the configured Redis once it has answered a PING; exits with EXIT_PERMANENT on an
+    authentication or certificate failure.
+
+    Redis unreachable: with `wait`, retry with backoff (logging at most once a minute) until it
+    answers or `stop` is set (then None); without (the web tier, which answers 503 meanwhile), return
+    the client at once, unless no client can be built yet (a cluster with no reachable node: waited
+    for in either case). Runs on the service's main thread before its loops start."""
+    backoff = Backoff(base=0.5, cap=5.0)
+    throttle = ThrottledLog(WAITING_LOG_INTERVAL)
+    stop = stop or threading.Event()
+    while True:
+        client = None
+        try:
+            client = connect_to(settings, **kwargs)
+            client.ping()
+            return client
+        except (*CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+            reason = permanent_reason(exc)
+            if reason is not None:
+                fail(f"{reason} ({describe_error(exc)})", EXIT_PERMANENT)
+            if not isinstance(exc, CONNECTION_ERRORS):
+                raise
+            if client is not None and not wait:
+                log.warning("Redis is not reachable yet; carrying on without it",
+                            extra={"redis": settings.redis_url_display, "error": describe_error(exc)})
+                return client
+            if throttle.due("waiting"):
+                log.warning("waiting for Redis", extra={"redis": settings.redis_url_display,
+                                                        "error": describe_error(exc)})
+        if client is not None:
+            client.close()
+        if backoff.wait(stop):
+            return None
