@@ -69,3 +69,28 @@ def test_undecodable_entries_are_skipped(live_server, redis_client):
     redis_client.xadd(KEYS.annotated("cam1"), {b"other": b"field"})
     publish(redis_client, "cam1", 2)
     assert [h["x-frame-seq"] for h, _ in read_parts(response, 1)] == ["2"]
+
+
+def test_a_refused_password_pauses_the_feed_with_its_reason_logged_once(own_redis, write_config, caplog):
+    """A password changed under a running web tier: viewers get NO SIGNAL, and the log says why at
+    the start of the gap (then once a minute), not on every retry."""
+    caplog.set_level("WARNING", logger="framecast.web")
+    path = write_config([{"id": "cam1", "source": "pattern"}], redis_url=own_redis.url,
+                        web={"no_signal_after": 1.0, "reader_linger": 1.0})
+    server = LiveServer(load_config(path, env={}))
+    try:
+        client = redis.Redis.from_url(own_redis.url)
+        with Publisher(client, "cam1", fps=20):
+            response = server.get("/video_feed/cam1", timeout=30)
+            assert all(_is_video(h) for h, _ in read_parts(response, 2))
+        client.config_set("requirepass", "rotated-pw-0815")
+        admin = redis.Redis.from_url(f"redis://:rotated-pw-0815@127.0.0.1:{own_redis.port}/0")
+        admin.client_kill_filter(_type="normal", skipme=True)  # the reader must log in again, and is refused
+        errors_before = _read_errors()
+        parts = read_parts(response, 3, timeout=20)
+        assert len(parts) == 3 and not any(_is_video(h) for h, _ in parts)
+        assert _read_errors() - errors_before >= 3  # it kept retrying
+    finally:
+        server.close()
+    paused = [r for r in caplog.records if r.getMessage().startswith("feed paused")]
+    assert len(paused) == 1 and "credentials" in paused[0].getMessage(), [r.getMessage() for r in paused]
