@@ -18,15 +18,21 @@ def _read_errors() -> float:
     return REGISTRY.get_sample_value("framecast_web_stream_read_errors_total", {"camera": "cam1"}) or 0.0
 
 
-def test_feed_survives_a_redis_restart(own_redis, write_config):
+def _watched_feed(own_redis, write_config):
+    """A web app on `own_redis` and a viewer of cam1 who has seen three frames of its video."""
     path = write_config([{"id": "cam1", "source": "pattern"}], redis_url=own_redis.url,
                         web={"no_signal_after": 1.0, "reader_linger": 1.0})
     server = LiveServer(load_config(path, env={}))
+    client = redis.Redis.from_url(own_redis.url)
+    with Publisher(client, "cam1", fps=20):
+        response = server.get("/video_feed/cam1", timeout=30)
+        assert all(_is_video(h) for h, _ in read_parts(response, 3))
+    return server, client, response
+
+
+def test_feed_survives_a_redis_restart(own_redis, write_config):
+    server, client, response = _watched_feed(own_redis, write_config)
     try:
-        client = redis.Redis.from_url(own_redis.url)
-        with Publisher(client, "cam1", fps=20):
-            response = server.get("/video_feed/cam1", timeout=30)
-            assert all(_is_video(h) for h, _ in read_parts(response, 3))
         errors_before = _read_errors()
         own_redis.kill()
         # Redis is gone: the reader keeps trying, and the viewer gets "no signal" instead of a frozen picture.
@@ -75,14 +81,8 @@ def test_a_refused_password_pauses_the_feed_with_its_reason_logged_once(own_redi
     """A password changed under a running web tier: viewers get NO SIGNAL, and the log says why at
     the start of the gap (then once a minute), not on every retry."""
     caplog.set_level("WARNING", logger="framecast.web")
-    path = write_config([{"id": "cam1", "source": "pattern"}], redis_url=own_redis.url,
-                        web={"no_signal_after": 1.0, "reader_linger": 1.0})
-    server = LiveServer(load_config(path, env={}))
+    server, client, response = _watched_feed(own_redis, write_config)
     try:
-        client = redis.Redis.from_url(own_redis.url)
-        with Publisher(client, "cam1", fps=20):
-            response = server.get("/video_feed/cam1", timeout=30)
-            assert all(_is_video(h) for h, _ in read_parts(response, 2))
         client.config_set("requirepass", "rotated-pw-0815")
         admin = redis.Redis.from_url(f"redis://:rotated-pw-0815@127.0.0.1:{own_redis.port}/0")
         admin.client_kill_filter(_type="normal", skipme=True)  # the reader must log in again, and is refused
