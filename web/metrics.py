@@ -12,6 +12,8 @@ from functools import cache
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from web.stages import percentile
+
 VIEWERS = Gauge("framecast_web_viewers", "MJPEG viewers connected", ["camera"], multiprocess_mode="livesum")
 READERS = Gauge("framecast_web_stream_readers", "Redis stream readers running (one per camera per process)",
                 multiprocess_mode="livesum")
@@ -66,11 +68,10 @@ class CameraCounts:
         """p50/p95 of the send stage over this process's last SEND_WINDOW parts handed to viewers
         (None before any): the browser side of a camera's time, which only this process sees."""
         with self._recent_lock:
-            values = sorted(self._recent_send)
+            values = list(self._recent_send)
         if not values:
             return None
-        pick = lambda pct: round(values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))], 3)  # noqa: E731
-        return {"frames": len(values), "p50": pick(50), "p95": pick(95)}
+        return {"frames": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95)}
 
     def frame_skipped(self) -> None:
         self._skipped.inc()

@@ -18,7 +18,8 @@ from common.keys import DETECTIONS_FIELD, Keys
 WINDOW = 100  # the newest frames summarised: ~10 s of a 10 fps camera
 
 
-def _percentile(values: list[float], pct: float) -> float | None:
+def percentile(values: list[float], pct: float) -> float | None:
+    """The nearest-rank percentile of `values` (ms, rounded to the microsecond); None for no values."""
     if not values:
         return None
     ordered = sorted(values)
@@ -57,5 +58,5 @@ def recent_stages(client: redis.Redis, keys: Keys, cam: str, window: int = WINDO
             samples["end_to_end"].append((record["published_ns"] - record["ts"]) / 1e6)
     present = [stage for stage, values in samples.items() if values]
     return {"frames": frames,
-            "p50": {stage: _percentile(samples[stage], 50) for stage in present},
-            "p95": {stage: _percentile(samples[stage], 95) for stage in present}}
+            "p50": {stage: percentile(samples[stage], 50) for stage in present},
+            "p95": {stage: percentile(samples[stage], 95) for stage in present}}
