@@ -47,6 +47,7 @@ class ServedCamera:
         self.fault: str | None = None  # what is broken (a key of the wrong type...), None when serving
         self.fault_key: str | None = None  # the key that is broken
         self.retry_at = 0.0  # when a broken camera is read again
+        self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
         self._fault_tries = 0
 
     @property
@@ -63,8 +64,9 @@ class ServedCamera:
         self.skipped += count
 
     def readable(self, now: float) -> bool:
-        """False while the camera is out of service for a broken key, until its retry is due."""
-        return self.fault is None or now >= self.retry_at
+        """False while the camera is out of service for a broken key, until its retry is due, or
+        paused while its cluster node does not answer."""
+        return now >= self.paused_until and (self.fault is None or now >= self.retry_at)
 
     def bench(self, key: str, fault: str) -> bool:
         """Take the camera out of the reads until its next retry (FAULT_RETRY_S); True if `fault` is

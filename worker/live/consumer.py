@@ -40,6 +40,7 @@ from worker.live.publisher import Publication, Publisher
 from worker.live.reads import FrameReader
 
 LAG_INTERVAL = 2.0  # seconds between consumer-group lag readings
+UNREACHABLE_PAUSE = 0.5  # seconds a camera whose cluster node does not answer is left out of the reads
 DEAD_CONSUMER_INTERVAL = 10.0
 SKIP_LOG_INTERVAL = 10.0
 DEADLETTER_MAX_BYTES = 1 << 20
@@ -168,9 +169,15 @@ class Worker:
 
     # ---- cameras with a broken key -------------------------------------------------------------------
     def _refused(self, served: ServedCamera, key: str, exc: Exception) -> None:
-        """Redis refused a command on one camera's `key`: a vanished group is re-created; anything
-        else (a key of the wrong type) takes the camera out of service until its retry."""
-        if groups.is_missing_group(exc):
+        """Redis refused a command on one camera's `key`: a vanished group is re-created; a node that
+        does not answer (its master failing over, while the other nodes do) pauses the camera
+        briefly; anything else (a key of the wrong type) takes it out of service until its retry."""
+        if isinstance(exc, CONNECTION_ERRORS):
+            served.paused_until = time.monotonic() + UNREACHABLE_PAUSE
+            if self._throttled.due(("unreachable", served.cam)):
+                served.log.warning("the camera's Redis node does not answer; reading the other cameras meanwhile",
+                                   extra={"error": describe_error(exc)})
+        elif groups.is_missing_group(exc):
             self._group_lost(exc)
         else:
             self._broken(served, key, f"{key}: {describe_error(exc)}")
@@ -188,25 +195,26 @@ class Worker:
             served.log.info("camera back in service: Redis accepts its keys again")
 
     def _collect_publishing(self) -> None:
-        """Take in what the publishing thread found: broken or mended cameras, then a failed write
-        (raised here, so the loop backs off as for its own failures)."""
+        """Take in what the publishing thread found: broken, unreachable or mended cameras, then a
+        failed write (raised here, so the loop backs off as for its own failures)."""
         while self.publisher.faults:
-            served, key, fault = self.publisher.faults.popleft()
-            if fault is None:
+            served, key, exc = self.publisher.faults.popleft()
+            if exc is None:
                 self._recovered(served)
             else:
-                self._broken(served, key, fault)
+                self._refused(served, key, exc)
         error = self.publisher.take_error()
         if error is not None:
             raise error
 
     def _camera_chore(self, served: ServedCamera, chore, *args):
-        """Run one camera's chore; a refusal on its frames stream benches the camera (None)."""
+        """Run one camera's chore; a refusal on its frames stream benches the camera, and on a
+        cluster its node not answering pauses it (both return None)."""
         try:
             return chore(self.client, served.frames_key, *args)
-        except redis.exceptions.ResponseError as exc:
-            if isinstance(exc, CONNECTION_ERRORS):
-                raise
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            if isinstance(exc, CONNECTION_ERRORS) and not self.reader.streams.cluster:
+                raise  # the one server is down: the loop backs off
             self._refused(served, served.frames_key, exc)
             return None
 
@@ -245,8 +253,9 @@ class Worker:
                 skipped = served.skipped_since_last_report()
                 if skipped:
                     served.log.info("skipped stale frames to keep latency bounded", extra={"frames": skipped})
-        for served in self.cams.values():
-            served.account.stats.maybe_flush()
+        if self.publisher.idle:  # else its next transaction carries the pending figures anyway
+            for served in self.cams.values():
+                served.account.stats.maybe_flush()
 
     def _serving(self) -> list[ServedCamera]:
         now = time.monotonic()
@@ -255,10 +264,11 @@ class Worker:
     def _heartbeat(self) -> None:
         try:
             self._send_heartbeat()
-        except redis.exceptions.ResponseError as exc:
-            if isinstance(exc, CONNECTION_ERRORS):
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            if isinstance(exc, CONNECTION_ERRORS) and not self.reader.streams.cluster:
                 raise
-            # e.g. a registry key overwritten with another type: the frames need not wait for it
+            # a registry key overwritten with another type, or (cluster) the registry's master failing
+            # over: the frames need not wait for it, the next heartbeat is due in heartbeat_ttl / 3
             if self._throttled.due("heartbeat"):
                 self.log.error("heartbeat refused by Redis; the web tier will not list this worker",
                                extra={"error": describe_error(exc)})

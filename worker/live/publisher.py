@@ -10,7 +10,9 @@ The queue is bounded (PUBLISH_QUEUE): when Redis cannot keep up the loop waits, 
 grow meanwhile, and their next read skips the stale frames as it always did.
 
 Redis runs the rest of a MULTI after a command fails at run time (a key of the wrong type): such a
-failure is reported per camera (`faults`) for the loop to take the camera out of service.
+failure is reported per camera (`faults`) for the loop to take the camera out of service. On a
+cluster, a camera whose master does not answer while others do is reported the same way (the loop
+pauses it) rather than as an outage, so the cameras of the other masters keep flowing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.connection import CONNECTION_ERRORS, describe_error, is_cluster
+from common.connection import CONNECTION_ERRORS, is_cluster
 from common.keys import WORKER_GROUP
 from common.stats import Figure
 from worker.live.cameras import ServedCamera
@@ -51,15 +53,20 @@ class Publisher:
         self._queue: queue.Queue[Publication | None] = queue.Queue(maxsize=PUBLISH_QUEUE)
         self._error: BaseException | None = None
         self._closing = False
-        # (camera, key, error) when a key refused a write; (camera, None, None) when a broken
-        # camera's write went through again
-        self.faults: collections.deque[tuple[ServedCamera, str | None, str | None]] = collections.deque()
+        # (camera, key, error) when a key refused a write or its node did not answer; (camera, None,
+        # None) when a broken camera's write went through again
+        self.faults: collections.deque[tuple[ServedCamera, str | None, Exception | None]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def put(self, publication: Publication) -> None:
         """Queue `publication`; waits while PUBLISH_QUEUE others are waiting."""
         self._queue.put(publication)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or being written."""
+        return self._queue.unfinished_tasks == 0
 
     def take_error(self) -> BaseException | None:
         """The last transaction failure since the previous call (its entries stay pending, to be
@@ -106,8 +113,17 @@ class Publisher:
         for publication in work:
             by_cam.setdefault(publication.served.cam, []).append(publication)
         units = [[pubs] for pubs in by_cam.values()] if self._per_camera else [list(by_cam.values())]
-        for unit in units:
-            self._transact(unit)
+        failures = []
+        for unit in units:  # a camera whose master is failing over holds back no other camera
+            try:
+                self._transact(unit)
+            except BaseException as exc:  # noqa: BLE001 - raised below, or reported per camera
+                failures.append((unit, exc))
+        if failures and (len(failures) == len(units) or not isinstance(failures[0][1], CONNECTION_ERRORS)):
+            raise failures[0][1]
+        for unit, exc in failures:  # some nodes answered: a per-camera outage
+            served = unit[0][0].served
+            self.faults.append((served, served.frames_key, exc))
 
     def _transact(self, unit: list[list[Publication]]) -> None:
         """One MULTI with every camera of `unit`: each camera's writes in order, its XACK, its counts."""
@@ -144,7 +160,7 @@ class Publisher:
             served.account.settle(outage is None and not any(i > ack for i in failed))
             if failed:
                 first = min(failed)
-                self.faults.append((served, what[first], f"{what[first]}: {describe_error(failed[first])}"))
+                self.faults.append((served, what[first], failed[first]))
             elif outage is None:
                 for publication in pubs:
                     if publication.done is not None:

@@ -81,20 +81,26 @@ class StreamReads:
     def read(self, reads: list[Read], block: int | None) -> tuple[list[tuple[str, list]], dict[str, Exception]]:
         """Run one pass: ([(stream, entries)] of the streams that returned entries, {stream: error} of
         the streams Redis refused). A refused command over several streams is retried stream by
-        stream, without blocking, to tell whose error it is. Outages (CONNECTION_ERRORS) raise."""
+        stream, without blocking, to tell whose error it is. An outage (CONNECTION_ERRORS) raises when
+        it struck every command; on a cluster whose other nodes answered, it is the error of the
+        streams of the node that did not (a master failing over), so the others keep flowing."""
         out: list[tuple[str, list]] = []
         errors: dict[str, Exception] = {}
         split: list[Read] = []
+        outages = []
         for read, result in zip(reads, self._send(reads, block), strict=True):
             if isinstance(result, CONNECTION_ERRORS):
-                raise result
-            if isinstance(result, Exception):
+                outages.append(result)
+                errors.update((stream, result) for stream in read.streams)
+            elif isinstance(result, Exception):
                 if len(read.streams) == 1:
                     errors[read.streams[0]] = result
                 else:
                     split += [Read((stream,), read.count) for stream in read.streams]
             else:
                 out += _entries(result)
+        if len(outages) == len(reads):
+            raise outages[0]
         if split:
             more, more_errors = self.read(split, None)
             out += more
