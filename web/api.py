@@ -12,6 +12,7 @@ from common.keys import DETECTIONS_FIELD
 from common.registry import Kind, live_members
 from common.stats import StatsField
 from web import metrics as web_metrics
+from web.events import event_overlay
 from web.keyfaults import BrokenKeyError, reading
 from web.query import flag
 from web.stages import recent_stages
@@ -78,6 +79,7 @@ def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
         }
         if errors:
             summary["error"] = "; ".join(errors)
+        summary.update(event_overlay(st, camera))  # zones, lines, live counts (#14)
         out.append(summary)
     return out, registry_errors
 

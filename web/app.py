@@ -10,16 +10,17 @@ from common.config import Settings
 from common.connection import CONNECTION_ERRORS, connect_to, describe_error
 from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
-from web import api, auth, health, pages, video
+from web import api, auth, eventfeed, events, health, pages, video
 from web.broadcaster import Broadcaster
 from web.keyfaults import BrokenKeyError
 from web.limits import StreamLimit
 from web.state import EXTENSION, WebState
 
 # The dashboard loads its own script and stylesheet, fetches the APIs, shows MJPEG and snapshot
-# pictures from this origin (snapshots as blob: URLs) and nothing else; nobody may frame it.
+# pictures from this origin (snapshots as blob: URLs), plays event clips from it, and nothing else;
+# nobody may frame it.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-                           "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+                           "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -44,7 +45,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
         StreamLimit(settings.web.max_streams_per_client),
     )
     auth.install(app, settings)
-    for module in (pages, video, api, health):
+    for module in (pages, video, api, events, eventfeed, health):
         app.register_blueprint(module.bp)
     app.after_request(_add_security_headers)
 

@@ -140,6 +140,7 @@
           (cam.error ? " · error: " + cam.error : "");
         renderStages(tile, cam);
       });
+      document.dispatchEvent(new CustomEvent("framecast:cameras", { detail: body }));  // events.js: overlays, counts
       document.getElementById("summary").textContent =
         body.cameras.length + " camera(s) · " + workers.size + " worker(s) · updated " + new Date().toLocaleTimeString();
     } catch (e) {

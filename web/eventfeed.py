@@ -1,0 +1,104 @@
+"""The live feed of event messages (`new` / `update` / `end`): the cameras' `eventfeed` streams,
+followed with XREAD BLOCK from the moment of the request, as NDJSON or Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, jsonify
+
+from common.connection import is_cluster
+from common.keys import EVENT_FIELD
+from common.text import as_str
+from web.events import NDJSON, SSE, BadRequest, cameras_asked, response_format
+from web.keyfaults import BrokenKeyError, reading
+from web.state import state
+
+bp = Blueprint("eventfeed", __name__, url_prefix="/api/events")
+FEED_BLOCK_MS = 1000  # short, so a follower notices shutdown promptly
+KEEPALIVE_S = 5.0  # an idle feed gets a keep-alive this often (proxies close silent connections)
+
+
+def _feed_line(cam: str, entry_id: bytes | str, fields: dict, sse: bool) -> bytes:
+    """One feed entry as an NDJSON line or an SSE event: the stored message with its camera and
+    stream id (`feed_id`); an entry that is not a JSON object is passed on as `raw`."""
+    raw = fields.get(EVENT_FIELD) or fields.get(as_str(EVENT_FIELD)) or b"{}"
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        message = {"raw": as_str(raw)}
+    line = json.dumps({"camera": cam, "feed_id": as_str(entry_id), **message}, separators=(",", ":"))
+    if sse:
+        kind = message.get("type") if message.get("type") in ("new", "update", "end") else "message"
+        return f"event: {kind}\nid: {cam}/{as_str(entry_id)}\ndata: {line}\n\n".encode()
+    return line.encode() + b"\n"
+
+
+@bp.route("/feed")
+def feed():
+    """New event messages (new/update/end) as they are written, from now on: NDJSON, or Server-Sent
+    Events with `Accept: text/event-stream` or `?format=sse`. Keep-alives after 5 s of silence; ends
+    when the process shuts down. Cameras whose feed key is broken are named in X-Camera-Errors."""
+    st = state()
+    cams = cameras_asked(st)
+    try:
+        sse = response_format({"ndjson": NDJSON, "sse": SSE}) == "sse"
+    except BadRequest as exc:
+        return jsonify(error="bad request", message=str(exc)), 400
+    keys = {st.keys.eventfeed(cam): cam for cam in cams}
+    last: dict[str, bytes | str] = {}
+    errors: dict[str, str] = {}
+    # Positions are read before the response starts, so every entry written after this request was
+    # answered is delivered, and a broken key is reported in the headers.
+    for key, cam in keys.items():
+        try:
+            with reading(key, cam):
+                newest = st.client.xrevrange(key, count=1)
+            last[key] = newest[0][0] if newest else b"0-0"
+        except BrokenKeyError as exc:
+            errors[cam] = str(exc)
+    keepalive = b": keep-alive\n\n" if sse else b"\n"
+    per_key = is_cluster(st.client)  # Redis Cluster refuses one XREAD over several slots
+
+    def read() -> list:
+        if not per_key:
+            return st.client.xread(last, count=100, block=FEED_BLOCK_MS) if last else []
+        replies = []
+        for key in list(last):
+            replies += st.client.xread({key: last[key]}, count=100, block=max(50, FEED_BLOCK_MS // len(last)))
+        return replies
+
+    def generate() -> Iterator[bytes]:
+        """Runs on the client's thread/greenlet: XREAD BLOCK over the cameras' feed streams."""
+        yield keepalive  # the stream is open
+        quiet_since = time.monotonic()
+        while not st.stopping.is_set():
+            if not last:
+                st.stopping.wait(FEED_BLOCK_MS / 1000)
+                reply = []
+            else:
+                try:
+                    with reading(",".join(map(str, last)), None):
+                        reply = read()
+                except BrokenKeyError:
+                    return  # logged by `reading`; the client sees the feed end and reconnects
+            if not reply:
+                if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                    quiet_since = time.monotonic()
+                    yield keepalive
+                continue
+            quiet_since = time.monotonic()
+            for stream, entries in reply:
+                key = as_str(stream)
+                for entry_id, fields in entries:
+                    yield _feed_line(keys[key], entry_id, fields, sse)
+                    last[key] = entry_id
+
+    headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+    if errors:
+        headers["X-Camera-Errors"] = json.dumps(errors, separators=(",", ":"))
+    return Response(generate(), mimetype=SSE if sse else NDJSON, headers=headers)
