@@ -11,7 +11,7 @@ grow meanwhile, and their next read skips the stale frames as it always did.
 
 Redis runs the rest of a MULTI after a command fails at run time (a key of the wrong type): such a
 failure is reported per camera (`faults`) for the loop to take the camera out of service. On a
-cluster, a camera whose master does not answer while others do is reported the same way (the loop
+cluster, a camera whose master does not answer is reported the same way (the loop
 pauses it) rather than as an outage, so the cameras of the other masters keep flowing.
 """
 
@@ -119,9 +119,10 @@ class Publisher:
                 self._transact(unit)
             except BaseException as exc:  # noqa: BLE001 - raised below, or reported per camera
                 failures.append((unit, exc))
-        if failures and (len(failures) == len(units) or not isinstance(failures[0][1], CONNECTION_ERRORS)):
-            raise failures[0][1]
-        for unit, exc in failures:  # some nodes answered: a per-camera outage
+        refused = [exc for _, exc in failures if not isinstance(exc, CONNECTION_ERRORS)]
+        if refused or (failures and not self._per_camera):
+            raise (refused or [failures[0][1]])[0]
+        for unit, exc in failures:  # a cluster node that does not answer: its cameras pause
             served = unit[0][0].served
             self.faults.append((served, served.frames_key, exc))
 
