@@ -80,9 +80,11 @@
   // newest frames (/api/cameras `stages`, plus `send_ms` to this web process's viewers), coloured by
   // what it depends on. Widths are set through the CSSOM, which the style-src 'self' policy allows.
   const STAGES = [
-    ["encode", "producer"], ["queue", "queue"], ["transit", "network"], ["decode", "worker"],
+    // The producer's send queue fills while the link to Redis is slow (network); transit grows while
+    // the workers are busy (the frames queue in the stream) or the link is slow.
+    ["encode", "producer"], ["queue", "network"], ["transit", "queue"], ["decode", "worker"],
     ["detect", "model"], ["annotate", "worker"], ["reencode", "worker"], ["publish", "worker"], ["send", "browser"]];
-  const GROUPS = ["producer", "queue", "network", "model", "worker", "browser"];
+  const GROUPS = ["producer", "network", "queue", "model", "worker", "browser"];
   function renderStages(tile, cam) {
     const bar = tile.querySelector(".stages");
     const legend = tile.querySelector(".stage-legend");
