@@ -9,7 +9,7 @@ stream may hold (`high_water`), so `MAXLEN ~` trimming only ever removes frames 
 
 Frames are queued as Frames and serialised here, when their batch is handed to Redis, so each
 envelope carries its true `sent` mark at the cost of no extra encoding (one msgpack pack per frame,
-as before, ~50 us for a 77 KB frame).
+as before: ~10 us for a 68 KB frame of the sample clip).
 """
 
 from __future__ import annotations
