@@ -17,9 +17,11 @@ from common.logs import camera_logger
 from common.stats import CameraAccount, RateMeter
 from worker.detect import create_detector
 from worker.detect.pipeline import FrameProcessor
+from worker.live import metrics
 
 # A camera with a broken key is tried again after these delays (s), then every last one.
 FAULT_RETRY_S = (10.0, 20.0, 30.0)
+UNREACHABLE_LOG_INTERVAL = 60.0  # seconds between log lines about a camera's cluster node not answering
 
 
 class ServedCamera:
@@ -49,6 +51,7 @@ class ServedCamera:
         self.retry_at = 0.0  # when a broken camera is read again
         self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
         self._fault_tries = 0
+        self._unreachable_logged = float("-inf")
 
     @property
     def model_name(self) -> str:
@@ -68,20 +71,36 @@ class ServedCamera:
         paused while its cluster node does not answer."""
         return now >= self.paused_until and (self.fault is None or now >= self.retry_at)
 
-    def bench(self, key: str, fault: str) -> bool:
-        """Take the camera out of the reads until its next retry (FAULT_RETRY_S); True if `fault` is
-        news (not what it was already out for), so the caller logs and counts it once."""
+    def bench(self, key: str, fault: str) -> None:
+        """Take the camera out of the reads until its next retry (FAULT_RETRY_S) because Redis refuses
+        `key`. A fault that is news (not what it was already out for) is logged and counted, once."""
         news = fault != self.fault
         self.fault, self.fault_key = fault, key
         self.retry_at = time.monotonic() + FAULT_RETRY_S[min(self._fault_tries, len(FAULT_RETRY_S) - 1)]
         self._fault_tries += 1
-        return news
+        if news:
+            self.account.count(metrics.FAULTS)
+            self.account.set(metrics.BROKEN, 1)
+            self.log.error("camera out of service: Redis refuses one of its keys; the other cameras go on, "
+                           "this one is retried every 10-30 s", extra={"error": fault})
 
-    def recover(self) -> bool:
-        """Back in service; True if it was out."""
-        was_out = self.fault is not None
+    def recover(self) -> None:
+        """Back in service (logged once) if it was out."""
+        if self.fault is None:
+            return
         self.fault, self.fault_key, self._fault_tries = None, None, 0
-        return was_out
+        self.account.set(metrics.BROKEN, 0)
+        self.log.info("camera back in service: Redis accepts its keys again")
+
+    def pause(self, seconds: float, error: str) -> None:
+        """Leave the camera out of the reads for `seconds`: its cluster node does not answer (a master
+        failing over) while the others do. Logged at most once a minute."""
+        now = time.monotonic()
+        self.paused_until = now + seconds
+        if now - self._unreachable_logged >= UNREACHABLE_LOG_INTERVAL:
+            self._unreachable_logged = now
+            self.log.warning("the camera's Redis node does not answer; the worker reads its other cameras "
+                             "meanwhile", extra={"error": error})
 
     def source_fps(self) -> float | None:
         """The camera's frame rate from sequence numbers and capture times, so it stays right

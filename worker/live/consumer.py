@@ -146,7 +146,7 @@ class Worker:
         for stream in done.streams:
             served = self.by_stream[stream]
             if stream not in done.refused and served.fault_key == stream:
-                self._recovered(served)
+                served.recover()
         return [(self.by_stream[stream], entries) for stream, entries in done.found]
 
     def _ensure_groups(self) -> None:
@@ -173,26 +173,11 @@ class Worker:
         does not answer (its master failing over, while the other nodes do) pauses the camera
         briefly; anything else (a key of the wrong type) takes it out of service until its retry."""
         if isinstance(exc, CONNECTION_ERRORS):
-            served.paused_until = time.monotonic() + UNREACHABLE_PAUSE
-            if self._throttled.due(("unreachable", served.cam)):
-                served.log.warning("the camera's Redis node does not answer; reading the other cameras meanwhile",
-                                   extra={"error": describe_error(exc)})
+            served.pause(UNREACHABLE_PAUSE, describe_error(exc))
         elif groups.is_missing_group(exc):
             self._group_lost(exc)
         else:
-            self._broken(served, key, f"{key}: {describe_error(exc)}")
-
-    def _broken(self, served: ServedCamera, key: str, fault: str) -> None:
-        if served.bench(key, fault):  # logged and counted once per fault, not per retry
-            served.account.count(metrics.FAULTS)
-            served.account.set(metrics.BROKEN, 1)
-            served.log.error("camera out of service: Redis refuses one of its keys; the other cameras go on, "
-                             "this one is retried every 10-30 s", extra={"error": fault})
-
-    def _recovered(self, served: ServedCamera) -> None:
-        if served.recover():
-            served.account.set(metrics.BROKEN, 0)
-            served.log.info("camera back in service: Redis accepts its keys again")
+            served.bench(key, f"{key}: {describe_error(exc)}")
 
     def _collect_publishing(self) -> None:
         """Take in what the publishing thread found: broken, unreachable or mended cameras, then a
@@ -200,7 +185,7 @@ class Worker:
         while self.publisher.faults:
             served, key, exc = self.publisher.faults.popleft()
             if exc is None:
-                self._recovered(served)
+                served.recover()
             else:
                 self._refused(served, key, exc)
         error = self.publisher.take_error()
