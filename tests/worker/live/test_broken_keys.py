@@ -67,3 +67,28 @@ def test_a_stream_of_the_wrong_type_stalls_only_its_camera(write_config, redis_u
     assert len(back) == 1
     assert not [r for r in lines if r.get("camera") == "good" and r.get("level") == "error"]
     print(f"broken camera back in service {recovered_s:.1f} s after the fault (DEL right away)")
+
+
+def test_an_annotated_stream_of_the_wrong_type_stalls_only_its_camera(write_config, redis_url, redis_client,
+                                                                       sample_images):
+    """A broken key the worker writes (found by the publishing thread's transaction) isolates the
+    camera the same way; it is back once a frame is published again after the fix."""
+    cams = [{"id": "good", "source": "pattern", "mode": "backlog"},
+            {"id": "bad", "source": "pattern", "mode": "backlog"}]
+    settings = load_config(write_config(cams, redis_url=redis_url, worker={"heartbeat_ttl": 1.5}), env={})
+    redis_client.set(KEYS.annotated("bad"), "x")
+    with InProcessWorker(settings):
+        publish(redis_client, [make_frame(sample_images[0], cam="bad", seq=0)])
+        assert wait_until(lambda: KEYS.annotated("bad") in worker_errors(redis_client).get("bad", ""), 30)
+        assert "WRONGTYPE" in worker_errors(redis_client)["bad"]
+        for seq in range(3):
+            publish(redis_client, [make_frame(sample_images[seq], cam="good", seq=seq)])
+            assert wait_until(lambda n=seq + 1: redis_client.xlen(KEYS.annotated("good")) == n, 30)
+        redis_client.delete(KEYS.annotated("bad"))
+        publish(redis_client, [make_frame(sample_images[1], cam="bad", seq=1)])
+        assert wait_until(lambda: redis_client.xlen(KEYS.annotated("bad")) == 1, sum(FAULT_RETRY_S[:2]) + 10)
+        assert wait_until(lambda: worker_errors(redis_client) == {}, 10)
+    assert [f.seq for f in annotated(redis_client, "bad")] == [1]
+    # Redis ran the rest of the first frame's MULTI: its record and ack went through, its picture did not.
+    assert redis_client.xlen(KEYS.detections("bad")) == 2
+    assert redis_client.xpending(KEYS.frames("bad"), "detectors")["pending"] == 0
