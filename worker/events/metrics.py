@@ -16,3 +16,7 @@ ACQUIRED = Counter("framecast_tracker_acquired_total", "Times this process took 
                    ["camera"])
 ORPHANS_ENDED = Counter("framecast_tracker_orphans_ended_total",
                         "Open events of a previous owner that this one ended on taking over", ["camera"])
+MQTT_MESSAGES = Counter("framecast_mqtt_messages_total",
+                        "MQTT messages by outcome: queued, handed to the client (sent, resent by it after a "
+                        "reconnect until the broker acknowledges them) or dropped (the queue was full)",
+                        ["outcome"])

@@ -7,10 +7,21 @@ Topics under `topic_prefix` (default `framecast`), in Frigate's layout:
 - `<prefix>/available`: `online` once connected, `offline` on a clean stop and, as the last will,
   when the connection dies without one (retained).
 
-`publish*` only append to a bounded queue and return at once; when it is full the message is dropped
-and counted. At most `queue_size` messages wait here, plus PAHO_QUEUE handed to paho unacknowledged. One sender thread moves queued messages to paho while connected; paho's own network
-thread connects, reconnects with exponential backoff (`min_backoff`..`max_backoff`) and resends
-unacknowledged QoS 1 messages after a reconnect. Passwords are never logged.
+Delivery is QoS 1, at least once, in order, with every loss counted:
+- `publish*` only append to a bounded queue (`queue_size`) and return at once; when it is full the
+  message is dropped and counted (`stats["dropped"]`, `framecast_mqtt_messages_total{outcome="dropped"}`).
+- One sender thread hands queued messages to paho, in order, only while connected; paho holds at most
+  PAHO_QUEUE of them until the broker acknowledges each (PUBACK). A message paho holds when the
+  connection drops is resent by paho after the reconnect (with DUP set: a subscriber may see it twice),
+  before anything newer: after a reconnect the sender waits until the broker has acknowledged the
+  `online` message, which paho sends ahead of its resends, so none of ours overtakes them.
+- paho's network thread reconnects with exponential backoff (`min_backoff`..`max_backoff`).
+- `stop` sends what is queued for up to its timeout; whatever is still unacknowledged then is counted
+  as dropped.
+The unacknowledged messages live in this process (paho resends them whatever the session), so the
+publisher needs no broker-side session: it connects with a clean session. Subscribers that must not
+miss messages while they themselves are away need a persistent session (QoS 1, `clean_session=False`
+or an MQTT 5 session expiry) on a broker with persistence. Passwords are never logged.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from collections import deque
 import paho.mqtt.client as mqtt
 
 from common.events_config import MqttConfig
+from worker.events import metrics
 
 log = logging.getLogger("framecast.mqtt")
 
@@ -39,13 +51,18 @@ class MqttPublisher:
                  max_backoff: float = 30.0):
         self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
         self.queue_size = queue_size
-        self.stats = {"queued": 0, "sent": 0, "dropped": 0, "connects": 0, "disconnects": 0}
+        self.stats = {"queued": 0, "sent": 0, "acked": 0, "dropped": 0, "connects": 0, "disconnects": 0}
         self._queue: deque[tuple[str, bytes, bool]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._sender: threading.Thread | None = None
+        self._ready = False  # connected and the `online` message acknowledged: sending may go on
+        self._online_mid: int | None = None
+        self._handing = 0  # messages the sender has taken from the queue and not yet given to paho
+        self._unacked: set[int] = set()  # mids paho holds until the broker acknowledges them
+        self._acked_early: set[int] = set()  # PUBACKs that came before publish() returned the mid
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"framecast-{socket.gethostname()}-{os.getpid()}",
                                   protocol=mqtt.MQTTv311)
@@ -59,6 +76,7 @@ class MqttPublisher:
         self._keepalive = keepalive
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
 
     @classmethod
     def from_config(cls, config: MqttConfig) -> MqttPublisher:
@@ -76,10 +94,12 @@ class MqttPublisher:
         with self._lock:
             if len(self._queue) >= self.queue_size:
                 self.stats["dropped"] += 1
+                metrics.MQTT_MESSAGES.labels("dropped").inc()
                 return False
             self._queue.append((topic, data, retain))
             self.stats["queued"] += 1
             self._wake.notify()
+        metrics.MQTT_MESSAGES.labels("queued").inc()
         return True
 
     def publish_event(self, message: dict) -> bool:
@@ -93,8 +113,9 @@ class MqttPublisher:
         return self._connected.is_set()
 
     def pending(self) -> int:
+        """Messages not yet acknowledged by the broker: queued here, or held by paho."""
         with self._lock:
-            return len(self._queue)
+            return len(self._queue) + self._handing + len(self._unacked)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> MqttPublisher:
@@ -106,21 +127,35 @@ class MqttPublisher:
         self._sender.start()
         return self
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Say `offline`, send what paho holds (up to `timeout`), disconnect, end both threads."""
-        self._stopping.set()
+    def stop(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (up to `timeout` in all, while connected), say `offline`,
+        disconnect, end both threads. What the broker has not acknowledged by then is counted as
+        dropped."""
+        deadline = time.monotonic() + timeout
         with self._lock:
+            while (self._queue or self._handing or self._unacked) and self._ready and time.monotonic() < deadline:
+                self._wake.wait(min(0.05, max(0.001, deadline - time.monotonic())))
+            self._stopping.set()
             self._wake.notify_all()
         if self._sender is not None:
-            self._sender.join(timeout)
+            self._sender.join(max(0.1, deadline - time.monotonic()))
         if self.connected:
             info = self.client.publish(self.topic("available"), "offline", qos=1, retain=True)
             try:
-                info.wait_for_publish(timeout)
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+        with self._lock:
+            lost = len(self._queue) + len(self._unacked)
+            self._queue.clear()
+            self._unacked.clear()
+            self.stats["dropped"] += lost
+        if lost:
+            metrics.MQTT_MESSAGES.labels("dropped").inc(lost)
+            log.warning("mqtt messages not delivered before stopping", extra={"dropped": lost})
+        log.info("mqtt publisher stopped", extra=dict(self.stats))
 
     # --- paho's network thread ---------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -128,33 +163,62 @@ class MqttPublisher:
             log.warning("mqtt broker refused the connection", extra={"reason": str(reason_code)})
             return
         self.stats["connects"] += 1
-        client.publish(self.topic("available"), "online", qos=1, retain=True)
-        self._connected.set()
+        # paho resends what it holds unacknowledged right after this callback returns; `online` goes
+        # out ahead of those, so its PUBACK means they are on the wire and ours may follow.
+        info = client.publish(self.topic("available"), "online", qos=1, retain=True)
         with self._lock:
+            self._online_mid = info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
+            self._ready = self._online_mid is None
             self._wake.notify_all()
+        self._connected.set()
         log.info("mqtt connected", extra={"broker": f"{self.host}:{self.port}"})
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
             self.stats["disconnects"] += 1
             log.warning("mqtt connection lost; reconnecting with backoff", extra={"reason": str(reason_code)})
+        with self._lock:
+            self._ready = False
+            self._online_mid = None
         self._connected.clear()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        """The broker acknowledged `mid` (PUBACK)."""
+        with self._lock:
+            if mid == self._online_mid:
+                self._online_mid = None
+                self._ready = True
+            elif mid in self._unacked:
+                self._unacked.discard(mid)
+                self.stats["acked"] += 1
+            else:
+                self._acked_early.add(mid)
+            self._wake.notify_all()
 
     # --- the sender thread -------------------------------------------------------------------------
     def _send_loop(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             with self._lock:
-                while not self._stopping.is_set() and not (self._queue and self._connected.is_set()):
+                while not self._stopping.is_set() and not (self._queue and self._ready):
                     self._wake.wait(0.5)
                 if self._stopping.is_set():
                     return
                 topic, data, retain = self._queue.popleft()
+                self._handing += 1
             info = self.client.publish(topic, data, qos=1, retain=retain)
-            # NO_CONN (the connection died a moment ago) still leaves the message with paho, which
-            # sends it after reconnecting; only a full paho queue hands it back.
-            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                self.stats["sent"] += 1
-                continue
             with self._lock:
-                self._queue.appendleft((topic, data, retain))
-            time.sleep(0.05)
+                self._handing -= 1
+                # NO_CONN (the connection died a moment ago) still leaves the message with paho,
+                # which resends it after reconnecting; only a full paho queue hands it back.
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    self._queue.appendleft((topic, data, retain))
+                    self._wake.wait(0.05)
+                    continue
+                self.stats["sent"] += 1
+                if info.mid in self._acked_early:
+                    self._acked_early.discard(info.mid)
+                    self.stats["acked"] += 1
+                else:
+                    self._unacked.add(info.mid)
+                self._wake.notify_all()
+            metrics.MQTT_MESSAGES.labels("sent").inc()

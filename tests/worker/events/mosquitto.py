@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -30,7 +31,10 @@ class Mosquitto:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="framecast-mosquitto-"))
         self.conf = self.dir / "mosquitto.conf"
+        # `user`: mosquitto started as root drops to the `mosquitto` user, which cannot write the
+        # persistence file in this test's private directory, and then saves nothing at exit.
         self.conf.write_text(
+            f"user {getpass.getuser()}\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
