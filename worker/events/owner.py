@@ -3,9 +3,10 @@ camera's `detected` stream in order, tracks, draws the boxes with their track id
 annotated frames and detection records, and emits the camera's events.
 
 Runs on its own thread (one per owned camera, started by `worker.events.service.EventService`), so a
-slow camera costs only itself. Hand-over: the owner writes a checkpoint after each batch, fenced by
-its lease (`guarded_set`): the last `detected` entry whose frame, and every frame before it, has been
-published, the last (run, seq) released and the next track id. A new owner resumes from there, ends
+slow camera costs only itself. Hand-over: with each batch's frames the owner writes a checkpoint, in
+the same script fenced by its lease (worker/events/output.py): the last `detected` entry whose frame,
+and every frame before it, has been published, the last (run, seq) released and the next track id. A
+new owner resumes from there (so each frame is published once across a hand-over), ends
 the events the previous owner left open (read from the event store: the source of truth, so an
 event already ended is never ended twice), continues the line counts from the counts hash, and
 starts fresh tracks (a track's Kalman state is not carried over: its object starts a new event).
@@ -28,13 +29,14 @@ from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, describe_error
 from common.envelope import Detection, Frame
 from common.errors import EnvelopeError
-from common.keys import DETECTIONS_FIELD, FRAME_FIELD, SKIPPED_FIELD, Keys
+from common.keys import FRAME_FIELD, SKIPPED_FIELD, Keys
 from common.text import as_str
 from worker.detect.annotate import draw_detections, draw_overlay
 from worker.events import metrics
 from worker.events.lease import Lease
 from worker.events.lifecycle import EventMessage, end_orphans
 from worker.events.mqtt import MqttPublisher
+from worker.events.output import FrameOutput, LeaseMovedError
 from worker.events.recordings import ClipWriter, EventFiles
 from worker.events.stage import CameraEvents, Record, Tracked
 from worker.events.store import EventStore, LeaseLostError
@@ -106,7 +108,8 @@ class CameraOwner:
         keys = out.keys
         self.detected_key = keys.detected(cam.id)
         self.checkpoint_key = keys.tracker_checkpoint(cam.id)
-        self.annotated_key, self.detections_key = keys.annotated(cam.id), keys.detections(cam.id)
+        streams = out.settings.streams
+        self.output = FrameOutput(out.client, keys, cam.id, streams.annotated_maxlen, streams.detections_maxlen)
         self.storage = out.settings.events
         self.block_ms = max(10, min(200, int(self.storage.lease_ttl * 1000 / 6)))
         self.stage: CameraEvents | None = None
@@ -139,7 +142,6 @@ class CameraOwner:
                 self.step()
             if self.lease.held:
                 self._publish(self.stage.close())
-                self._checkpoint()
                 self.lease.release()
                 log.info("tracking owner stopped", extra={"camera": cam, "published": self.published})
             else:
@@ -164,7 +166,6 @@ class CameraOwner:
                 self._renew()  # per frame: a slow batch on a loaded machine must not lose the lease
         tracked += self.stage.tick(now, self._clock(now))
         self._publish(tracked)
-        self._checkpoint()
         self._renew()
 
     def _renew(self) -> None:
@@ -249,11 +250,9 @@ class CameraOwner:
         return (seq1 - seq0) / (ts1 - ts0) if ts1 > ts0 and seq1 > seq0 else None
 
     def _publish(self, tracked: list[Tracked]) -> None:
-        """XADD the annotated frames and detection records, in order, in one round trip."""
-        if not tracked:
-            return
-        streams = self.out.settings.streams
-        pipe = self.out.client.pipeline(transaction=False)
+        """Publish the released frames (annotated envelope and detection record each), in order, and
+        move the checkpoint past them: one fenced script, so all of it or none of it is written."""
+        frames = []
         for item in tracked:
             record = item.record
             frame = self._frames.pop((record.run, record.seq), None)
@@ -261,28 +260,35 @@ class CameraOwner:
                 continue
             done = frame.annotated(item.jpeg or frame.jpeg, frame.detections or [], tracker=self.out.name,
                                    published_ns=time.time_ns())
-            pipe.xadd(self.annotated_key, {FRAME_FIELD: envelope.encode(done)},
-                      maxlen=streams.annotated_maxlen, approximate=True)
-            pipe.xadd(self.detections_key, {DETECTIONS_FIELD: tracked_record(done, item.detections)},
-                      maxlen=streams.detections_maxlen, approximate=True)
-            metrics.FRAMES_PUBLISHED.labels(self.cam.id).inc()
-            self.published += 1
-        pipe.execute()
+            frames.append((envelope.encode(done), tracked_record(done, item.detections)))
+        safe = self._settled()
+        checkpoint = None
+        if safe is not None and safe != self._checkpointed:
+            released = self.stage.reorder.released
+            checkpoint = json.dumps({"id": safe, "released": list(released) if released else None,
+                                     "next_track_id": self.stage.tracker.next_id, "owner": self.out.name})
+        if not self.lease.held:
+            return
+        try:
+            written = self.output.publish(self.lease.value, frames, checkpoint)
+        except LeaseMovedError:
+            self.lease.token = None  # the next owner publishes these frames from its checkpoint
+            return
+        if checkpoint is not None:
+            self._checkpointed = safe
+        metrics.FRAMES_PUBLISHED.labels(self.cam.id).inc(written)
+        self.published += written
 
-    def _checkpoint(self) -> None:
-        """Advance the checkpoint past every entry whose frame is released (published or given up)."""
+    def _settled(self) -> str | None:
+        """The last entry id whose frame, and every frame read before it, is released (published or
+        given up), taken off the unsettled list; None when there is no new one."""
         released = self.stage.reorder.released
         safe = None
         while self._unsettled and released is not None and self._unsettled[0][1] <= released:
             safe = self._unsettled.popleft()[0]
         while self._unsettled and self._unsettled[0][1] == (-1, -1):
             safe = self._unsettled.popleft()[0]
-        if safe is None or safe == self._checkpointed or not self.lease.held:
-            return
-        state = {"id": safe, "released": list(released) if released else None,
-                 "next_track_id": self.stage.tracker.next_id, "owner": self.out.name}
-        if self.lease.guarded_set(self.checkpoint_key, json.dumps(state)):
-            self._checkpointed = safe
+        return safe
 
     def _sink(self, message: EventMessage) -> None:
         """Store (fenced; the feed and counts in the same step), then MQTT and webhooks."""
