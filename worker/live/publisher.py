@@ -45,7 +45,7 @@ class Publication:
 
 class Publisher:
     """One worker's publishing thread and its bounded queue. `put` is called by the worker loop;
-    the loop collects `error` (an outage or a refused transaction) and `faults` from it."""
+    the loop collects `take_error()` (an outage or a refused transaction) and `faults` from it."""
 
     def __init__(self, client, name: str = "framecast-publisher"):
         self.client = client
@@ -73,10 +73,6 @@ class Publisher:
         reclaimed), or None."""
         error, self._error = self._error, None
         return error
-
-    def drain(self) -> None:
-        """Wait until everything queued so far was written (or failed)."""
-        self._queue.join()
 
     def close(self, timeout: float = 15.0) -> bool:
         """Write what is queued, then end the thread; True if it ended within `timeout`. After a

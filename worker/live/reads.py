@@ -43,7 +43,8 @@ class Read:
 
 
 class StreamReads:
-    """Sends a worker's read passes as consumer `consumer`; used by the worker loop's thread only."""
+    """Sends a worker's read passes as consumer `consumer`, from the loop's thread or its read-ahead
+    thread (it keeps no state between passes)."""
 
     def __init__(self, client, consumer: str):
         self.client = client
