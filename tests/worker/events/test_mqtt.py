@@ -128,6 +128,34 @@ def test_broker_down_and_back_callers_never_wait_and_drops_are_counted(mosquitto
         sub.stop()
 
 
+def test_a_subscriber_away_across_a_broker_restart_gets_everything_in_order(mosquitto):
+    """The broker saves a persistent session and what is queued for it; the publisher's queue and
+    paho's resends cover the outage itself."""
+    sub = Subscriber(mosquitto.port, "t4/events", "sub-t4")
+    pub = publisher(mosquitto.port, "t4")
+    try:
+        wait_for(lambda: pub.connected, "first connection")
+        pub.publish_event({"n": 0})
+        assert json.loads(sub.next("t4/events")[0]) == {"n": 0}
+        sub.stop()  # a clean disconnect: its session (subscription, queue) stays with the broker
+        for n in range(1, 11):
+            pub.publish_event({"n": n})
+        wait_for(lambda: pub.pending() == 0, "the broker to take 1..10 for the absent subscriber")
+        mosquitto.stop()
+        wait_for(lambda: not pub.connected, "the publisher to notice the broker is gone")
+        for n in range(11, 21):
+            pub.publish_event({"n": n})
+        mosquitto.start()
+        wait_for(lambda: pub.stats["connects"] == 2 and pub.pending() == 0, "11..20 delivered to the broker")
+        sub = Subscriber(mosquitto.port, "t4/events", "sub-t4")  # back, after all of it was published
+        got = [json.loads(sub.next("t4/events")[0])["n"] for _ in range(20)]
+        assert got == list(range(1, 21))
+        assert pub.stats["dropped"] == 0
+    finally:
+        pub.stop()
+        sub.stop()
+
+
 def test_last_will_says_offline_when_the_process_dies(mosquitto):
     sub = Subscriber(mosquitto.port, "t3/available", "sub-t3")
     script = (
