@@ -118,7 +118,8 @@ class CameraOwner:
         self.published = 0
         self._frames: dict[tuple[int, int], Frame] = {}  # read, not yet published
         self._unsettled: deque[tuple[str, tuple[int, int]]] = deque()  # (entry id, frame) not yet released
-        self._checkpointed: str | None = None
+        self._resume_id = "0-0"  # where a new owner would read from: no unreleased entry before it
+        self._checkpointed: tuple | None = None
         self._newest: tuple[float, float] | None = None  # (capture time, arrival) of the newest frame
         self._recent: deque[tuple[int, float]] = deque(maxlen=20)  # (seq, capture time): overlay fps
         self._counted: dict[str, int] = {}
@@ -212,7 +213,7 @@ class CameraOwner:
         out, cam = self.out, self.cam
         raw = out.client.get(self.checkpoint_key)
         checkpoint = json.loads(raw) if raw else {}
-        self.last_id = checkpoint.get("id", "0-0")
+        self.last_id = self._resume_id = checkpoint.get("id", "0-0")
         self.resume = tuple(checkpoint["released"]) if checkpoint.get("released") else None
         self.stage = CameraEvents(cam, self.storage, reorder_window=self.storage.reorder_window,
                                   start_id=int(checkpoint.get("next_track_id", 1)), files=out.files,
@@ -261,11 +262,14 @@ class CameraOwner:
             done = frame.annotated(item.jpeg or frame.jpeg, frame.detections or [], tracker=self.out.name,
                                    published_ns=time.time_ns())
             frames.append((envelope.encode(done), tracked_record(done, item.detections)))
-        safe = self._settled()
+        # `released` moves with every frame published, even when `id` cannot (an earlier entry still
+        # waits in the reorderer): the next owner skips up to `released`, so it must never lag.
+        self._resume_id = self._settled() or self._resume_id
+        released = self.stage.reorder.released
+        state = (self._resume_id, released, self.stage.tracker.next_id)
         checkpoint = None
-        if safe is not None and safe != self._checkpointed:
-            released = self.stage.reorder.released
-            checkpoint = json.dumps({"id": safe, "released": list(released) if released else None,
+        if state != self._checkpointed:
+            checkpoint = json.dumps({"id": self._resume_id, "released": list(released) if released else None,
                                      "next_track_id": self.stage.tracker.next_id, "owner": self.out.name})
         if not self.lease.held:
             return
@@ -274,8 +278,7 @@ class CameraOwner:
         except LeaseMovedError:
             self.lease.token = None  # the next owner publishes these frames from its checkpoint
             return
-        if checkpoint is not None:
-            self._checkpointed = safe
+        self._checkpointed = state
         metrics.FRAMES_PUBLISHED.labels(self.cam.id).inc(written)
         self.published += written
 
