@@ -38,19 +38,17 @@ PRE, POST = 1.0, 1.0
 class Pipeline:
     """The framecast services as child processes, each with its own log file, ended by PID."""
 
-    def __init__(self, tmp: Path, redis_url: str, clip: Path, cams: tuple[str, ...] = (CAM,),
-                 camera_events: dict | None = None, **settings):
+    def __init__(self, tmp: Path, redis_url: str, clip: Path, camera_events: dict | None = None, **settings):
         self.tmp, self.clip = tmp, clip
         tmp.mkdir(parents=True, exist_ok=True)
-        self.cams = cams
         self.config = tmp / "cameras.yaml"
-        cameras = [{"id": cam, "source": str(clip), "mode": "backlog", "loop": False, "fps": 10,
-                    "max_width": 768, "overlay": False, "lines": [LINE], "zones": [ZONE],
-                    "events": {"lost_after": 1.5, **(camera_events or {})}} for cam in cams]
+        camera = {"id": CAM, "source": str(clip), "mode": "backlog", "loop": False, "fps": 10,
+                  "max_width": 768, "overlay": False, "lines": [LINE], "zones": [ZONE],
+                  "events": {"lost_after": 1.5, **(camera_events or {})}}
         doc = {"redis_url": redis_url, "log_format": "text",
                "events": {"dir": "events", "pre_roll": PRE, "post_roll": POST, "lease_ttl": 5.0,
                           "preset": "ultrafast"},
-               **settings, "cameras": cameras}
+               **settings, "cameras": [camera]}
         self.config.write_text(yaml.safe_dump(doc, sort_keys=False))
         self.procs: dict[str, subprocess.Popen] = {}
         self.client = redis.Redis.from_url(redis_url)
@@ -104,12 +102,10 @@ class Pipeline:
         return int(self.client.hget(Keys().stats(cam), "published") or 0)
 
     def run_clip(self, workers: int = 2) -> None:
-        """Workers first (backlog groups read from the start), then the producer plays the clip once
-        on every camera."""
+        """Workers first (backlog groups read from the start), then the producer plays the clip once."""
         for n in range(workers):
             self.start(f"worker{n}", "worker")
-        self.wait(lambda: all(self.client.get(Keys().tracker_lease(cam)) for cam in self.cams), 60,
-                  "a tracking owner for every camera")
+        self.wait(lambda: self.client.get(Keys().tracker_lease(CAM)), 60, "a tracking owner")
         self.start("producer", "producer", "--once")
 
     def owner(self) -> str:
@@ -132,16 +128,13 @@ def events(client, cam: str = CAM) -> list[dict]:
 
 
 def settled(pipeline: Pipeline):
-    """On every camera, every published frame has its detection record and every event has ended."""
+    """Every published frame has its detection record and every event has ended."""
     def check():
         if pipeline.procs.get("producer") and pipeline.procs["producer"].poll() is None:
             return False
-        for cam in pipeline.cams:
-            done = len({(r["run"], r["seq"]) for r in records(pipeline.client, cam)}) >= pipeline.published(cam) > 0
-            evs = events(pipeline.client, cam)
-            if not (done and evs and all(e["end_time"] is not None for e in evs)):
-                return False
-        return True
+        done = len({(r["run"], r["seq"]) for r in records(pipeline.client)}) >= pipeline.published() > 0
+        evs = events(pipeline.client)
+        return done and evs and all(e["end_time"] is not None for e in evs)
     return check
 
 
