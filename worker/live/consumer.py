@@ -85,7 +85,7 @@ class Worker:
         embedding program). Redis outages, restarts and vanished groups are waited out, never fatal.
         """
         backoff = Backoff(base=0.2, cap=5.0)
-        self.publisher = Publisher(self.client, name=f"framecast-publisher-{self.name}")
+        self.publisher = Publisher(self.client, self.name, name=f"framecast-publisher-{self.name}")
         try:
             while not self.stop.is_set():
                 try:
@@ -277,6 +277,14 @@ class Worker:
             if entries or deleted:
                 served.account.count(metrics.RECLAIMED, len(entries))
                 served.log.info("reclaimed pending frames", extra={"frames": len(entries), "trimmed": len(deleted)})
+            if deleted:
+                # Trimmed from the stream while a stopped consumer held them: Redis has dropped them from
+                # the pending list too, so they are counted here or nowhere. A live frame that old is
+                # stale anyway; a backlog frame is lost (the ledger's `lost`).
+                served.account.count(metrics.SKIPPED if served.live else metrics.LOST, len(deleted))
+                if not served.live:
+                    served.log.error("frames lost: trimmed from the stream before a worker acknowledged them",
+                                     extra={"frames": len(deleted)})
             for entry_id, fields in entries:
                 self._handle(served, entry_id, fields)
 

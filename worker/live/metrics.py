@@ -25,6 +25,11 @@ STAGE_MS = Histogram("framecast_worker_stage_ms",
                      "Time per pipeline stage of each published frame, from its stage marks (ms): producer "
                      "encode, queue (producer send queue), transit (Redis and the wait for a worker), decode, "
                      "detect, annotate, reencode, publish", ["camera", "stage"], buckets=STAGE_BUCKETS)
+FRAMES_FENCED = Counter("framecast_worker_frames_fenced_total",
+                        "Frames whose results were not published because another consumer had reclaimed them "
+                        "(or they were acknowledged) by the time this worker published them", ["camera"])
+FRAMES_LOST = Counter("framecast_worker_frames_lost_total",
+                      "Backlog frames trimmed from the stream while a consumer held them unacknowledged", ["camera"])
 GROUP_LAG = Gauge("framecast_worker_group_lag", "Entries in the frames stream not yet read by the group",
                   ["camera"])
 GROUP_PENDING = Gauge("framecast_worker_group_pending", "Entries read by the group but not acknowledged",
@@ -44,6 +49,8 @@ PROCESSED = Figure(FRAMES_PROCESSED, StatsField.PROCESSED)
 SKIPPED = Figure(FRAMES_SKIPPED, StatsField.SKIPPED_STALE)
 FAILED = Figure(FRAMES_FAILED, StatsField.FAILED)
 RECLAIMED = Figure(FRAMES_RECLAIMED)
+FENCED = FRAMES_FENCED
+LOST = Figure(FRAMES_LOST, StatsField.LOST)
 INFERENCE = Figure(INFERENCE_MS, StatsField.INFER_MS)
 END_TO_END = Figure(END_TO_END_MS, StatsField.LATENCY_MS)
 STAGE = Figure(STAGE_MS)

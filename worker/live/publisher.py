@@ -3,16 +3,30 @@ its detection record, a dead-letter copy, or nothing for a skipped frame), ackno
 counts it, while the loop goes on to the next frame. On a slow link the round trips overlap the
 detection work instead of adding to it.
 
-Everything queued when the thread comes round is written together: on a single server in one MULTI,
-on a cluster in one MULTI per camera (one camera is one slot). An entry is acknowledged in the same
-transaction as its results and its count, so nothing is acked unwritten and the counts stay exact.
+Everything queued when the thread comes round is written together: on a single server in one
+pipeline, on a cluster in one pipeline per camera (one camera is one slot). An entry is acknowledged
+in the same script as its results and its count, so nothing is acked unwritten and the counts stay
+exact.
 The queue is bounded (PUBLISH_QUEUE): when Redis cannot keep up the loop waits, the live streams
 grow meanwhile, and their next read skips the stale frames as it always did.
 
-Redis runs the rest of a MULTI after a command fails at run time (a key of the wrong type): such a
-failure is reported per camera (`faults`) for the loop to take the camera out of service. On a
-cluster, a camera whose master does not answer is reported the same way (the loop
-pauses it) rather than as an outage, so the cameras of the other masters keep flowing.
+The fence: a camera's publications of one round are one Lua script (`_PUBLISH`, atomic, all its
+keys under the camera's hash tag), which writes an entry's results, XACKs and counts it only while
+this consumer still owns it: `XPENDING frames detectors <id> <id> 1` names this consumer. A worker
+cut off or SIGSTOPped mid-frame has its entries reclaimed (XAUTOCLAIM) by another after
+`worker.claim_idle_ms`; when it resumes, its delayed round finds them owned by the other worker, or
+already acknowledged, and writes nothing for them. XACK alone is no fence: it acks an entry whatever
+consumer holds it and returns 1, so the late worker and the new owner would both publish. Ownership
+changes only by delivery, claim and ack, each atomic with respect to the script, so exactly one
+publication of an entry writes its record: the one that acknowledges it; a copy the same worker
+reclaimed from itself finds it acknowledged. Publications that lost the fence are counted
+(`framecast_worker_frames_fenced_total`) and their `done` is not run.
+
+The script checks the type of every key before writing anything (a key of the wrong type fails the
+camera's round with `WRONGTYPE <key>`, nothing half-written); such a failure is reported per camera
+(`faults`) for the loop to take the camera out of service. On a cluster, a camera whose master does
+not answer is reported the same way (the loop pauses it) rather than as an outage, so the cameras of
+the other masters keep flowing. The pending gauges of a camera ride in the same pipeline.
 """
 
 from __future__ import annotations
@@ -23,9 +37,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
+
 from common.connection import CONNECTION_ERRORS, is_cluster
 from common.keys import WORKER_GROUP
 from common.stats import Figure
+from worker.live import metrics
 from worker.live.cameras import ServedCamera
 
 PUBLISH_QUEUE = 32  # handled entries waiting to be written; a full queue holds the loop back
@@ -44,11 +61,14 @@ class Publication:
 
 
 class Publisher:
-    """One worker's publishing thread and its bounded queue. `put` is called by the worker loop;
+    """One worker's publishing thread and its bounded queue, publishing as group consumer `consumer`
+    (only entries it still owns). `put` is called by the worker loop;
     the loop collects `take_error()` (an outage or a refused transaction) and `faults` from it."""
 
-    def __init__(self, client, name: str = "framecast-publisher"):
+    def __init__(self, client, consumer: str, name: str = "framecast-publisher"):
         self.client = client
+        self.consumer = consumer  # the worker's name in the consumer group: the fence's owner
+        self._publish = client.register_script(_PUBLISH)
         self._per_camera = is_cluster(client)  # a cluster transaction stays within one slot
         self._queue: queue.Queue[Publication | None] = queue.Queue(maxsize=PUBLISH_QUEUE)
         self._error: BaseException | None = None
@@ -123,46 +143,140 @@ class Publisher:
             self.faults.append((served, served.frames_key, exc))
 
     def _transact(self, unit: list[list[Publication]]) -> None:
-        """One MULTI with every camera of `unit`: each camera's writes in order, its XACK, its counts."""
-        pipe = self.client.pipeline(transaction=True)
-        spans, what = [], []  # per camera: (publications, first index, ack index, end); per command: its key
+        """One pipeline with every camera of `unit`: per camera one fenced script (its writes in order,
+        its XACK, its counts) and its pending gauges."""
+        pipe = self.client.pipeline(transaction=False)
+        calls = []  # per camera: (publications, index of its script in the pipeline, keys, args)
         for pubs in unit:
             served = pubs[0].served
-            start = len(pipe)
-            for publication in pubs:
-                for stream, fields, maxlen in publication.writes:
-                    pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
-                    what.append(stream)
-            ack = len(pipe)
-            pipe.xack(served.frames_key, WORKER_GROUP, *(eid for p in pubs for eid in p.entry_ids))
-            what.append(served.frames_key)
-            counted: dict[tuple, int] = collections.Counter()
-            for publication in pubs:
-                counted[(publication.figure, tuple(sorted(publication.labels.items())))] += len(publication.entry_ids)
-            for (figure, labels), amount in counted.items():
-                served.account.queue(pipe, figure, amount, **dict(labels))
-            what += [served.account.stats.key] * (len(pipe) - len(what))
-            spans.append((pubs, start, ack, len(pipe)))
+            keys, args = _script_call(pubs, served.frames_key, served.account.stats.key, self.consumer)
+            calls.append((pubs, len(pipe), keys, args))
+            pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            served.account.queue(pipe)  # the pending gauges
         try:
             results = pipe.execute(raise_on_error=False)
         except BaseException:
-            for pubs, *_ in spans:
+            for pubs, *_ in calls:
                 pubs[0].served.account.settle(False)
             raise
         outage = next((r for r in results if isinstance(r, CONNECTION_ERRORS)), None)
-        for pubs, start, ack, end in spans:
+        for pubs, at, keys, args in calls:
             served = pubs[0].served
-            failed = {i: results[i] for i in range(start, end) if isinstance(results[i], Exception)}
-            # The counts reached Redis unless the stats hash refused them (the rest of a MULTI runs).
-            served.account.settle(outage is None and not any(i > ack for i in failed))
+            result = results[at]
+            if isinstance(result, redis.exceptions.NoScriptError) and outage is None:
+                try:  # a restarted Redis forgot the script: load it (EVALSHA did not run) and run it again
+                    result = self._publish(keys=keys, args=args)
+                except CONNECTION_ERRORS as exc:
+                    outage = result = exc
+                except redis.exceptions.ResponseError as exc:
+                    result = exc
+            failed = [r for r in results[at + 1:at + 1 + _commands_after(results, at, calls)]
+                      if isinstance(r, Exception)]
+            served.account.settle(outage is None and not failed)
+            if isinstance(result, Exception):
+                if not isinstance(result, CONNECTION_ERRORS):
+                    self.faults.append((served, _refused_key(result, keys), result))
+                continue
             if failed:
-                first = min(failed)
-                self.faults.append((served, what[first], failed[first]))
-            elif outage is None:
-                for publication in pubs:
-                    if publication.done is not None:
-                        publication.done()
-                if served.fault is not None:
-                    self.faults.append((served, None, None))
+                self.faults.append((served, served.account.stats.key, failed[0]))
+            self._settled(served, pubs, result)
         if outage is not None:
             raise outage
+
+    def _settled(self, served: ServedCamera, pubs: list[Publication], owned: list) -> None:
+        """After a camera's script ran: count what it published, run `done` of the publications it
+        wrote whole, and count the entries fenced off (owned by another consumer, or acknowledged)."""
+        for publication, kept in zip(pubs, owned, strict=True):
+            kept = int(kept)
+            if kept:
+                publication.figure.metric.labels(camera=served.cam, **publication.labels).inc(kept)
+            if kept < len(publication.entry_ids):
+                metrics.FENCED.labels(camera=served.cam).inc(len(publication.entry_ids) - kept)
+                served.log.info("entries no longer this worker's (reclaimed by another, or acknowledged): "
+                                "their results are not published",
+                                extra={"entries": len(publication.entry_ids) - kept})
+            elif publication.done is not None:
+                publication.done()
+        if served.fault is not None:
+            self.faults.append((served, None, None))
+
+
+def _commands_after(results: list, at: int, calls: list) -> int:
+    """How many commands follow the script at `at` for the same camera (its pending gauges)."""
+    later = [index for _, index, *_ in calls if index > at]
+    return (min(later) if later else len(results)) - at - 1
+
+
+def _refused_key(exc: Exception, keys: list[str]) -> str:
+    """The key a refusal names (`WRONGTYPE <key> ...` from the script), else the frames stream."""
+    words = str(exc).split()
+    return words[1] if len(words) > 1 and words[0] == "WRONGTYPE" and words[1] in keys else keys[0]
+
+
+def _script_call(pubs: list[Publication], frames_key: str, stats_key: str, consumer: str):
+    """KEYS and ARGV of `_PUBLISH` for one camera's publications."""
+    keys = [frames_key, stats_key]
+    args: list = [WORKER_GROUP, consumer, len(pubs)]
+    for publication in pubs:
+        args += [len(publication.entry_ids), *publication.entry_ids, publication.figure.field or "",
+                 len(publication.writes)]
+        for stream, fields, maxlen in publication.writes:
+            if stream not in keys:
+                keys.append(stream)
+            args += [keys.index(stream) + 1, maxlen, len(fields)]
+            for name, value in fields.items():
+                args += [name, value]
+    return keys, args
+
+
+# KEYS: frames stream, stats hash, the streams written. ARGV: group, consumer, publications, then per
+# publication: n ids, the ids, the stats field counting them ("" for none), n writes, and per write:
+# its key's index in KEYS, MAXLEN (~), n fields, the field/value pairs.
+_PUBLISH = """#!lua
+local function check(key, want)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= want then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. want)
+  end
+end
+local err = check(KEYS[2], 'hash')
+if err then return err end
+for i = 3, #KEYS do
+  err = check(KEYS[i], 'stream')
+  if err then return err end
+end
+local group, me = ARGV[1], ARGV[2]
+local pubs, at = {}, 4
+for p = 1, tonumber(ARGV[3]) do
+  local n = tonumber(ARGV[at]); at = at + 1
+  local owned = {}
+  for i = at, at + n - 1 do
+    local row = redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1)[1]
+    if row and row[2] == me then owned[#owned + 1] = ARGV[i] end
+  end
+  at = at + n
+  local pub = {n = n, owned = owned, field = ARGV[at], writes = {}}
+  local writes = tonumber(ARGV[at + 1]); at = at + 2
+  for w = 1, writes do
+    local key, maxlen, pairs = KEYS[tonumber(ARGV[at])], ARGV[at + 1], tonumber(ARGV[at + 2])
+    pub.writes[w] = {key, maxlen, at + 3, at + 2 + 2 * pairs}
+    at = at + 3 + 2 * pairs
+  end
+  pubs[p] = pub
+end
+local out = {}
+for p, pub in ipairs(pubs) do
+  local kept = #pub.owned
+  if kept == pub.n then  -- results only for entries wholly this consumer's
+    for _, w in ipairs(pub.writes) do
+      redis.call('XADD', w[1], 'MAXLEN', '~', w[2], '*', unpack(ARGV, w[3], w[4]))
+    end
+  end
+  if kept > 0 then
+    redis.call('XACK', KEYS[1], group, unpack(pub.owned))
+    if pub.field ~= '' then redis.call('HINCRBY', KEYS[2], pub.field, kept) end
+  end
+  out[p] = kept
+end
+return out
+"""
