@@ -173,6 +173,11 @@ class FrameSender:
         batch = self._envelopes(frames)
         if not batch:
             return
+        if not self.backlog and (self._last_id is None or self._redis_down):
+            # The workers' group exists before our first frame (it starts at the end of the stream:
+            # live frames before it are stale anyway), so every frame published is delivered to a
+            # worker, which processes or skips and counts it, even one that starts later.
+            ensure_group(self.client, self.key, "$")
         pipe = self.client.pipeline(transaction=False)
         probe_reset = self.backlog and self._redis_down and self._last_id is not None
         if probe_reset:  # after an outage: is anything we added before it still there?
