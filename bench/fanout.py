@@ -52,7 +52,10 @@ def _serve(design: str, cluster: Cluster, port: int) -> subprocess.Popen:
 
 
 def _measure(design: str, viewers: int, seconds: float, workdir: Path) -> dict:
-    cluster = Cluster(workdir / f"{design}-{viewers}", [{"id": "bench", "source": "pattern"}])
+    # Every viewer here shares one address: lift the per-client stream cap (64 by default), or
+    # viewers beyond it are refused with 429 and the benchmark measures the cap instead of the fan-out.
+    cluster = Cluster(workdir / f"{design}-{viewers}", [{"id": "bench", "source": "pattern"}],
+                      web={"max_streams_per_client": 0})
     port = free_port()
     server = _serve(design, cluster, port)
     stop, published = threading.Event(), [0]
