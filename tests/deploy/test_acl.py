@@ -30,7 +30,9 @@ MAKE_ACL = REPO / "deploy" / "redis" / "make-acl.py"
 ROLES = ("admin", "producer", "worker", "web")
 SERVICES = ("producer", "worker", "web")
 CAMERAS = [  # a live camera and a backlog one (whose group the producer creates and watches)
-    {"id": "door", "source": "pattern", "fps": 10, "max_width": 320, "detection": {"threads": 1}},
+    # door counts crossings of a line: its tracking owner (a worker) and the events API run as their roles too
+    {"id": "door", "source": "pattern", "fps": 10, "max_width": 320, "detection": {"threads": 1},
+     "lines": [{"name": "gate", "points": [[0.5, 0.0], [0.5, 1.0]]}]},
     {"id": "yard", "source": "pattern", "fps": 5, "max_width": 320, "mode": "backlog", "detection": {"threads": 1}},
 ]
 
