@@ -104,6 +104,12 @@ class Worker:
                     self._groups_ready = False  # a restarted Redis without persistence has none
                     if backoff.wait(self.stop):
                         break
+                except redis.exceptions.RedisClusterException as exc:  # not a RedisError
+                    # e.g. no startup node reachable while the cluster's slot map is re-read
+                    self.log.error("redis cluster client failed, retrying", extra={"error": describe_error(exc)})
+                    self._groups_ready = False
+                    if backoff.wait(self.stop):
+                        break
                 except redis.exceptions.ResponseError as exc:
                     if groups.is_missing_group(exc):
                         self._group_lost(exc)

@@ -151,7 +151,9 @@ class Publisher:
             served = pubs[0].served
             keys, args = _script_call(pubs, served.frames_key, served.account.stats.key, self.consumer)
             calls.append((pubs, len(pipe), keys, args))
-            pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            # execute_command: redis-py's cluster pipeline refuses its evalsha() (all keys here share
+            # the camera's hash tag, which routes the call to one node)
+            pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
             served.account.queue(pipe)  # the pending gauges
         try:
             results = pipe.execute(raise_on_error=False)
