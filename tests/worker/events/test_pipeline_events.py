@@ -33,6 +33,9 @@ LINE = {"name": "walkway", "points": [[0.62, 0.30], [0.62, 0.80]], "in_side": "l
 ZONE = {"name": "path", "points": [[0.25, 0.36], [0.78, 0.42], [0.78, 0.70], [0.25, 0.52]], "labels": ["person"]}
 FRAMES = 150  # of the sample clip's 795 (played at its 10 fps: all of it would take 80 s a run)
 PRE, POST = 1.0, 1.0
+# The clip at 480x360 (from 768x576): every stage (JPEG decode and encode, drawing, clip encoding)
+# costs less than half on this loaded test machine; detection sees a 300x300 input either way.
+WIDTH, HEIGHT = 480, 360
 
 
 class Pipeline:
@@ -43,7 +46,7 @@ class Pipeline:
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = tmp / "cameras.yaml"
         camera = {"id": CAM, "source": str(clip), "mode": "backlog", "loop": False, "fps": 10,
-                  "max_width": 768, "overlay": False, "lines": [LINE], "zones": [ZONE],
+                  "max_width": WIDTH, "overlay": False, "lines": [LINE], "zones": [ZONE],
                   "events": {"lost_after": 1.5, **(camera_events or {})}}
         doc = {"redis_url": redis_url, "log_format": "text",
                "events": {"dir": "events", "pre_roll": PRE, "post_roll": POST, "lease_ttl": 5.0,
@@ -152,16 +155,16 @@ def assert_exactly_once(pipeline: Pipeline, cam: str = CAM) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    """The sample clip's first FRAMES frames, as they are (MJPEG at the clip's 10 fps)."""
+    """The sample clip's first FRAMES frames at WIDTH x HEIGHT (MJPEG at the clip's 10 fps)."""
     from common import assets
 
     path = tmp_path_factory.mktemp("clip") / "walk.avi"
     cap = cv2.VideoCapture(str(assets.sample_path()))
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (WIDTH, HEIGHT))
     for _ in range(FRAMES):
         ok, image = cap.read()
         assert ok
-        out.write(image)
+        out.write(cv2.resize(image, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA))
     out.release()
     cap.release()
     return path
@@ -201,20 +204,22 @@ def test_sample_clip_events_snapshots_clips_and_stable_counts(pipeline, redis_ur
     assert tracked and sum(t is not None for t in tracked) > 0.8 * len(tracked)
     assert all(f[FRAME_FIELD] for _, f in stream_entries(pipeline.client, Keys().annotated(CAM)))
 
-    # Snapshots decode; clips are H.264 of the expected duration (event span + pre + post roll).
+    # Snapshots decode; clips are H.264 and span the frames captured from pre-roll before the event
+    # to post-roll after it (timestamps are capture times: a loaded machine's uneven gaps show as such).
     root = pipeline.tmp / "events" / CAM
     pipeline.wait(lambda: all((root / f"{e['id']}.mp4").exists() for e in evs), 60, "every ended event's clip")
+    captured = sorted(r["ts"] / 1e9 for r in recs)
     for event in evs:
         snap = cv2.imdecode(np.frombuffer((root / f"{event['id']}.jpg").read_bytes(), np.uint8), cv2.IMREAD_COLOR)
-        assert snap is not None and snap.shape[:2] == (576, 768)
+        assert snap is not None and snap.shape[:2] == (HEIGHT, WIDTH)
         with av.open(str(root / f"{event['id']}.mp4")) as container:
             stream = container.streams.video[0]
             assert stream.codec_context.name == "h264"
             frames = [f for f in container.decode(stream)]
-            duration = float(frames[-1].pts * stream.time_base) - float(frames[0].pts * stream.time_base) + 0.1
-        clip_start = max(event["start_time"] - PRE, min(r["ts"] for r in recs) / 1e9)
-        clip_end = min(event["end_time"] + POST, max(r["ts"] for r in recs) / 1e9 + 0.1)
-        assert abs(duration - (clip_end - clip_start)) <= 0.25, (event["id"], duration, clip_end - clip_start)
+            duration = float((frames[-1].pts - frames[0].pts) * stream.time_base)
+        shown = [t for t in captured if event["start_time"] - PRE <= t <= event["end_time"] + POST]
+        assert duration >= event["end_time"] - event["start_time"] - 0.01, (event["id"], duration)
+        assert abs(duration - (shown[-1] - shown[0])) <= 0.01, (event["id"], duration, shown[-1] - shown[0])
     first_run = time.monotonic() - started
 
     # The same clip again, from an empty Redis, without snapshots and clips (the counts come from
