@@ -22,9 +22,10 @@ import numpy as np
 from common.config import CameraConfig, DetectionConfig
 from worker.offline.output import AnnotatedOutput, InOrderWriter
 
-# Measured with `python -m bench --only offline` (README, benchmark 5): one single-threaded model
-# instance per core beats fewer instances with more threads each, because decoding and encoding run
-# beside inference and a model's own threads only add synchronisation.
+# Measured on a 2-core Xeon (README, benchmark 5): with the machine nearly to itself, 2 detector
+# threads x 1 inference thread did 35.0 and 29.7 frames/s on the sample clip, 1 x 2 did 25.1 and
+# 27.2: every thread has a whole frame of work and none waits on another's barrier. (On a heavily
+# shared machine 1 x 2 came first; `python -m bench --only offline` times both on every run.)
 DEFAULT_INFERENCE_THREADS = 1
 _END = object()
 
