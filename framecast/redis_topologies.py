@@ -19,7 +19,7 @@ from urllib.parse import quote
 import redis
 from redis.crc import key_slot
 
-from framecast.redis_server import RedisServer, free_port, redis_binary
+from framecast.redis_server import RedisServer, free_port, redis_binary, stop_process
 
 HOST = "127.0.0.1"
 
@@ -210,13 +210,7 @@ class SentinelProcess:
         return self
 
     def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
