@@ -10,6 +10,7 @@ before.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 
 import redis
@@ -30,6 +31,27 @@ log = logging.getLogger("framecast.startup")
 # Exit code for a Redis that refuses this process for good (credentials, TLS certificate).
 EXIT_PERMANENT = 3
 WAITING_LOG_INTERVAL = 60.0  # "still waiting for Redis" at most this often
+TLS_REFUSALS = 3  # TLS connections closed right after the handshake before we call it a refusal
+CLIENT_CERTIFICATE_NEEDED = ("Redis closed the TLS connection after the handshake, every time, and no client "
+                             "certificate is configured: the server requires one; set redis_tls.cert_file "
+                             "and redis_tls.key_file")
+
+
+def _closed_after_handshake(exc: BaseException, settings: Settings) -> bool:
+    """A TLS connection the server closed once the handshake was done, from a client without a
+    certificate. A server that requires client certificates refuses after the TLS 1.3 handshake;
+    a client that writes first (PING) may see only the EOF, not the server's alert, so this is
+    counted over a few attempts rather than trusted once."""
+    if settings.redis_tls.cert_file:
+        return False
+    error: BaseException | None = exc
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLEOFError) or "EOF occurred in violation of protocol" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def connect_checked(settings: Settings, stop: threading.Event | None = None, *, wait: bool = True, **kwargs):
@@ -43,6 +65,7 @@ def connect_checked(settings: Settings, stop: threading.Event | None = None, *, 
     backoff = Backoff(base=0.5, cap=5.0)
     throttle = ThrottledLog(WAITING_LOG_INTERVAL)
     stop = stop or threading.Event()
+    tls_refusals = 0
     while True:
         client = None
         try:
@@ -51,6 +74,9 @@ def connect_checked(settings: Settings, stop: threading.Event | None = None, *, 
             return client
         except (*CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
             reason = permanent_reason(exc)
+            tls_refusals = tls_refusals + 1 if _closed_after_handshake(exc, settings) else 0
+            if reason is None and tls_refusals >= TLS_REFUSALS:
+                reason = CLIENT_CERTIFICATE_NEEDED
             if reason is not None:
                 fail(f"{reason} ({describe_error(exc)})", EXIT_PERMANENT)
             if not isinstance(exc, CONNECTION_ERRORS):
