@@ -29,10 +29,13 @@ def detect_raw(processor: FrameProcessor, frame: Frame, *, max_pixels: int | Non
     """The frame with its detections and meta `infer_ms`, its JPEG as the producer sent it. Raises
     FrameDecodeError like `FrameProcessor.process`."""
     image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
+    decoded_ns = time.time_ns()
     started = time.perf_counter()
     detections = processor.detect(image)
     infer_ms = (time.perf_counter() - started) * 1000.0
-    return frame.annotated(frame.jpeg, detections, infer_ms=round(infer_ms, 2))
+    # The decode and detect marks, as FrameProcessor.process sets them (the owner draws and encodes).
+    return frame.annotated(frame.jpeg, detections, infer_ms=round(infer_ms, 2)).stamped(
+        decoded=decoded_ns, detected=time.time_ns())
 
 
 def detected_write(key: str, payload: bytes, maxlen: int) -> tuple[str, dict, int]:
