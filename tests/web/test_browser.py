@@ -22,6 +22,19 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 
 
+def open_page(pw, width: int, height: int):
+    """Debian's headless chromium with one page: (browser, page, page errors, console messages about
+    the Content-Security-Policy). The page runs under the server's CSP (so a test's predicates are
+    functions, not strings to eval); anything the policy blocks shows up in the console."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    js_errors: list[str] = []
+    blocked: list[str] = []
+    page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return browser, page, js_errors, blocked
+
+
 class FakeCluster(Publisher):
     """Frames at `fps` plus what a producer and a worker would report: counters and a heartbeat."""
 
@@ -68,14 +81,7 @@ def test_dashboard_shows_moving_video(web_process, redis_client):
     with FakeCluster(redis_client, "cam1", fps=15), ExitStack() as stack, sync_playwright() as pw:
         for publisher in others:
             stack.enter_context(publisher)
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        js_errors = []
-        page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-        # The page runs under the server's Content-Security-Policy (so the test's own predicates are
-        # functions, not strings to eval); anything the policy blocks shows up in the console.
-        blocked = []
-        page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+        browser, page, js_errors, blocked = open_page(pw, 1280, 900)
         page.goto(server.url + "/")
         tile = page.locator('.tile[data-camera="cam1"] img')
         page.wait_for_function("() => document.querySelector('.tile img').naturalWidth > 0", timeout=20000)

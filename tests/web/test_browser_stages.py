@@ -8,7 +8,7 @@ import pytest
 from common import envelope
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD
 from tests.web.conftest import KEYS
-from tests.web.test_browser import ARGS, ARTIFACTS, CHROMIUM, FakeCluster
+from tests.web.test_browser import ARTIFACTS, FakeCluster, open_page
 from tests.web.test_stage_api import marked_frame
 
 pytestmark = pytest.mark.browser
@@ -36,11 +36,7 @@ def test_dashboard_shows_a_stage_bar_per_camera(web_process, redis_client):
     ARTIFACTS.mkdir(exist_ok=True)
     with TimedCluster(redis_client, "cam1", fps=10), TimedCluster(redis_client, "cam2", fps=5), \
             sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 700})
-        js_errors, blocked = [], []
-        page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-        page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+        browser, page, js_errors, blocked = open_page(pw, 1100, 700)
         page.goto(server.url + "/")
         # Every stage group of both cameras gets a segment of non-zero width, the browser's (send)
         # once this web process has handed the MJPEG tiles some parts.

@@ -6,13 +6,12 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
 from tests.web.conftest import KEYS
-from tests.web.test_browser import ARGS, CHROMIUM, FakeCluster
+from tests.web.test_browser import ARTIFACTS, FakeCluster, open_page
 from tests.web.test_events_api import LINE, ZONE, Seeder
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = REPO / "docs"  # artifacts/ is git-ignored; this picture is kept
+SCREENSHOTS = ARTIFACTS  # git-ignored: a test run never rewrites the pictures kept in docs/
 
 
 def test_events_panel_plays_a_clip_over_an_overlay(web_process, redis_client, tmp_path):
@@ -27,11 +26,7 @@ def test_events_panel_plays_a_clip_over_an_overlay(web_process, redis_client, tm
                                                      "zone:drive:person": 2})
     SCREENSHOTS.mkdir(exist_ok=True)
     with FakeCluster(redis_client, "cam1", fps=10), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        js_errors, blocked = [], []
-        page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-        page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+        browser, page, js_errors, blocked = open_page(pw, 1100, 900)
         page.goto(server.url + "/")
         panel = '.tile[data-camera="cam1"] .events'
         page.wait_for_function(f"() => [...document.querySelectorAll('{panel} img')].length === 2 && "
