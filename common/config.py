@@ -134,6 +134,10 @@ class CameraConfig(_Model):
     fps: float = Field(10.0, gt=0, le=120, description="frame-rate cap")
     max_width: int = Field(1280, ge=16, le=7680, description="frames wider than this are downscaled")
     jpeg_quality: int = Field(80, ge=1, le=100)
+    jpeg_passthrough: bool = Field(
+        True, description="MJPEG sources: publish the camera's own JPEGs (no decode, no re-encode) when "
+        "they are no wider than max_width; jpeg_quality then applies only to frames that are resized"
+    )
     loop: bool = Field(True, description="files: start again at the end (false: publish once)")
     mode: Literal["live", "backlog"] = Field(
         "live", description="live skips frames older than max_frame_age; backlog processes every frame"

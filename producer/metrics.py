@@ -11,7 +11,7 @@ FRAMES_PUBLISHED = Counter("framecast_producer_frames_published_total", "Frames 
 FRAMES_DROPPED = Counter(
     "framecast_producer_frames_dropped_total",
     "Frames not published: late (publisher behind the source), queue_full (Redis slower than the camera), "
-    "redis (unavailable), encode (failed), "
+    "redis (unavailable), encode (failed, or the camera's own JPEG was not one), "
     "backpressure (a live source while a backlog camera's workers are behind), shutdown (queued at exit)",
     ["camera", "reason"],
 )
@@ -26,7 +26,11 @@ FRAMES_DECIMATED = Counter(
 BACKPRESSURE_WAITS = Counter("framecast_producer_backpressure_waits_total",
                              "Polls spent holding a backlog camera's frames back while its workers are behind",
                              ["camera"])
-ENCODE_MS = Histogram("framecast_producer_encode_ms", "Resize and JPEG encode time (ms)", ["camera"],
+FRAMES_PASSED_THROUGH = Counter(
+    "framecast_producer_frames_passthrough_total",
+    "Frames published as the source's own JPEG, neither decoded nor re-encoded (jpeg_passthrough)", ["camera"],
+)
+ENCODE_MS = Histogram("framecast_producer_encode_ms", "Resize and JPEG encode time, or the passthrough check (ms)", ["camera"],
                       buckets=MS_BUCKETS)
 SOURCE_RECONNECTS = Counter("framecast_producer_source_reconnects_total", "Source re-open attempts", ["camera"])
 SOURCE_UP = Gauge("framecast_producer_source_up", "1 while the source delivers frames", ["camera"])
@@ -36,6 +40,7 @@ PUBLISHED = Figure(FRAMES_PUBLISHED, StatsField.PUBLISHED)
 DROPPED = Figure(FRAMES_DROPPED, StatsField.DROPPED)
 LOST = Figure(FRAMES_LOST, StatsField.LOST)
 DECIMATED = Figure(FRAMES_DECIMATED)
+PASSED_THROUGH = Figure(FRAMES_PASSED_THROUGH)
 ENCODE = Figure(ENCODE_MS)
 RECONNECTS = Figure(SOURCE_RECONNECTS, StatsField.RECONNECTS)
 UP = Figure(SOURCE_UP)

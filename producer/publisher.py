@@ -20,7 +20,7 @@ from common.keys import Keys
 from common.logs import camera_logger
 from common.stats import CameraAccount, RateMeter
 from producer import metrics
-from producer.encoding import encode_frame
+from producer.encoding import prepare_frame
 from producer.sender import FrameSender
 from producer.sources import Source, open_source
 
@@ -71,6 +71,7 @@ class CameraPublisher:
         self.log = camera_logger("framecast.producer", camera.id)
         self.account = CameraAccount(client, keys, camera.id)
         self.backlog = camera.mode == "backlog"
+        self.max_pixels = settings.worker.max_frame_pixels  # what workers accept; more is not decoded here
         self.sender = FrameSender(client, keys.frames(camera.id), settings.streams.frames_maxlen, self.account,
                                   self.log, capacity=settings.producer.send_queue, backlog=self.backlog,
                                   stop=stop)
@@ -99,7 +100,8 @@ class CameraPublisher:
                     return False
                 continue
             self.account.set(metrics.UP, 1)
-            self.log.info("source opened", extra={"source": self.source.description, "native_fps": self.source.fps})
+            self.log.info("source opened", extra={"source": self.source.description, "native_fps": self.source.fps,
+                                                  "jpeg_passthrough": self.source.raw_jpeg})
             return True
         return False
 
@@ -110,11 +112,14 @@ class CameraPublisher:
         every other frame that cannot go is dropped and counted instead."""
         started = time.perf_counter()
         try:
-            jpeg, width, height = encode_frame(image, self.camera.max_width, self.camera.jpeg_quality)
+            jpeg, width, height, passed = prepare_frame(image, self.camera.max_width, self.camera.jpeg_quality,
+                                                        max_pixels=self.max_pixels)
         except FramecastError as exc:
             self.account.count(metrics.DROPPED, reason="encode")
             self.log.error("frame not encoded", extra={"error": str(exc)})
             return False
+        if passed:
+            self.account.count(metrics.PASSED_THROUGH)
         frame = Frame(self.camera.id, self.run_id, self.seq, ts_ns, width, height, jpeg).stamped(encoded=time.time_ns())
         self.account.observe(metrics.ENCODE, (time.perf_counter() - started) * 1000.0)
         self.seq += 1

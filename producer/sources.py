@@ -3,12 +3,17 @@
 Paced sources (files, the pattern) are read on demand and the publisher sets the rhythm; live
 sources (webcams, network streams) deliver frames at their own rate and are read continuously by a
 capture thread. Every error is a SourceError whose message never contains credentials.
+
+A source whose stream is Motion-JPEG (MJPEG files, HTTP MJPEG cameras) is read without decoding:
+`read` returns the camera's own JPEG as a `SourceJpeg`, which the publisher forwards as it is when no
+resize is needed (`jpeg_passthrough`), so such a camera costs no decode and no encode here.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,20 +29,33 @@ from producer.pattern import render_pattern
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 NETWORK_TIMEOUT_MS = 5000
+_MJPEG = int.from_bytes(b"MJPG", "little")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceJpeg:
+    """A frame as the source delivered it: one JPEG, not decoded."""
+
+    data: bytes
+
+
+Image = np.ndarray | SourceJpeg
 
 
 class Source(ABC):
-    """One opened video source. `read` returns a BGR frame, or None at the end of a file."""
+    """One opened video source. `read` returns a BGR frame (or the source's own JPEG), or None at the
+    end of a file."""
 
     live: bool = False
     fps: float | None = None
+    raw_jpeg: bool = False  # whether reads return the stream's own JPEGs (known once opened)
 
     @abstractmethod
     def open(self) -> None:
         """Open (or re-open) the source; raise SourceError if it cannot be read."""
 
     @abstractmethod
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Image | None:
         """The next frame; None at the end of a non-looping file; SourceError on failure."""
 
     def skip(self) -> bool:
@@ -53,10 +71,12 @@ class Source(ABC):
 
 
 class _CaptureSource(Source):
-    """A source read through cv2.VideoCapture."""
+    """A source read through cv2.VideoCapture; an MJPEG stream behind FFmpeg is read as raw JPEGs
+    when `passthrough` is set."""
 
-    def __init__(self):
+    def __init__(self, passthrough: bool = False):
         self._cap: cv2.VideoCapture | None = None
+        self.passthrough = passthrough
 
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -70,17 +90,28 @@ class _CaptureSource(Source):
         self._cap = cap
         native = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(native) if native and 0 < native < 1000 else None
+        self.raw_jpeg = self.passthrough and self._read_raw_jpeg(cap)
 
-    def _grab_failed(self) -> np.ndarray | None:
+    @staticmethod
+    def _read_raw_jpeg(cap: cv2.VideoCapture) -> bool:
+        """Switch an MJPEG capture behind FFmpeg to raw packets (each one a JPEG); whether it took."""
+        if cap.getBackendName() != "FFMPEG" or int(cap.get(cv2.CAP_PROP_FOURCC)) != _MJPEG:
+            return False
+        return bool(cap.set(cv2.CAP_PROP_FORMAT, -1))
+
+    def _grab_failed(self) -> Image | None:
         raise SourceError(f"{self.description} stopped delivering frames")
 
-    def read(self) -> np.ndarray | None:
+    def _frame(self, frame: np.ndarray) -> Image:
+        return SourceJpeg(frame.tobytes()) if self.raw_jpeg else frame
+
+    def read(self) -> Image | None:
         if self._cap is None:
             raise SourceError(f"{self.description} is not open")
         ok, frame = self._cap.read()
         if not ok or frame is None:
             return self._grab_failed()
-        return frame
+        return self._frame(frame)
 
     def skip(self) -> bool:
         if self._cap is None:
@@ -96,8 +127,8 @@ class _CaptureSource(Source):
 class FileSource(_CaptureSource):
     """A video file, paced by the publisher; starts again at the end when `loop` is set."""
 
-    def __init__(self, path: str | Path, loop: bool = True):
-        super().__init__()
+    def __init__(self, path: str | Path, loop: bool = True, passthrough: bool = False):
+        super().__init__(passthrough)
         self.path = Path(path)
         self.loop = loop
         self.rewound = 0
@@ -119,7 +150,7 @@ class FileSource(_CaptureSource):
             raise SourceError(f"{self.description} has no readable frames")
         self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
 
-    def _grab_failed(self) -> np.ndarray | None:
+    def _grab_failed(self) -> Image | None:
         if not self.loop:
             return None
         self.rewound += 1
@@ -127,7 +158,7 @@ class FileSource(_CaptureSource):
         ok, frame = self._cap.read()
         if not ok:
             raise SourceError(f"{self.description} became unreadable")
-        return frame
+        return self._frame(frame)
 
     def skip(self) -> bool:
         if super().skip():
@@ -141,7 +172,7 @@ class DeviceSource(_CaptureSource):
     live = True
 
     def __init__(self, index: int):
-        super().__init__()
+        super().__init__()  # V4L2, not FFmpeg: frames arrive decoded
         self.index = index
 
     @property
@@ -157,8 +188,8 @@ class UrlSource(_CaptureSource):
 
     live = True
 
-    def __init__(self, url: str):
-        super().__init__()
+    def __init__(self, url: str, passthrough: bool = False):
+        super().__init__(passthrough)
         self._url = url
 
     @property
@@ -203,14 +234,15 @@ def open_source(camera: CameraConfig) -> Source:
     kind = camera.source_kind
     if kind == "device":
         return DeviceSource(int(camera.source))
+    passthrough = camera.jpeg_passthrough
     if kind == "url":
-        return UrlSource(str(camera.source))
+        return UrlSource(str(camera.source), passthrough)
     if kind == "pattern":
         width = min(camera.max_width, 1920)
         return PatternSource(width, width * 9 // 16, camera.fps)
     if kind == "sample":
         try:
-            return FileSource(assets.sample_path(), loop=camera.loop)
+            return FileSource(assets.sample_path(), loop=camera.loop, passthrough=passthrough)
         except AssetError as exc:
             raise SourceError(str(exc)) from None
-    return FileSource(str(camera.source), loop=camera.loop)
+    return FileSource(str(camera.source), loop=camera.loop, passthrough=passthrough)
