@@ -213,7 +213,7 @@ def detections_record(frame: Frame) -> bytes:
         "height": frame.height,
         "detections": [d.to_dict() for d in (frame.detections or [])],
     }
-    for key in ("worker", "infer_ms", "published_ns"):
+    for key in ("worker", "infer_ms", "work_cpu_ms", "published_ns"):
         if key in frame.meta:
             record[key] = frame.meta[key]
     stages = frame.stage_ms()

@@ -51,10 +51,12 @@ class FrameProcessor:
 
     def process(self, frame: Frame, *, fps: float | None = None, max_pixels: int | None = None) -> Frame:
         """The annotated frame for a raw one: same identity and capture time, new JPEG, detections,
-        meta `infer_ms` and the stage marks `decoded`, `detected`, `annotated`, `reencoded` (the
+        meta `infer_ms`, `work_cpu_ms` (this thread's CPU time for all of it: with one inference
+        thread, the frame's whole cost) and the stage marks `decoded`, `detected`, `annotated`, `reencoded` (the
         frame's own work, `common.envelope.COMPUTE_STAGES`). Raises FrameDecodeError when the JPEG is
         corrupt, is not the frame's announced size or has more than `max_pixels` (checked before
         decoding: a small hostile JPEG can claim a huge picture)."""
+        cpu_started = time.thread_time_ns()
         image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
         decoded = time.time_ns()
         started = time.perf_counter()
@@ -64,5 +66,6 @@ class FrameProcessor:
         annotated = self.annotate(image, detections, fps=fps, ts_ns=frame.ts)
         annotated_ns = time.time_ns()
         out = jpeg.encode(annotated, self.camera.jpeg_quality)
-        return frame.annotated(out, detections, infer_ms=round(infer_ms, 2)).stamped(
+        work_cpu_ms = (time.thread_time_ns() - cpu_started) / 1e6
+        return frame.annotated(out, detections, infer_ms=round(infer_ms, 2), work_cpu_ms=round(work_cpu_ms, 3)).stamped(
             decoded=decoded, detected=detected, annotated=annotated_ns, reencoded=time.time_ns())

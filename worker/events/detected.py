@@ -26,15 +26,17 @@ from worker.detect.pipeline import FrameProcessor, decode_jpeg
 
 
 def detect_raw(processor: FrameProcessor, frame: Frame, *, max_pixels: int | None = None) -> Frame:
-    """The frame with its detections and meta `infer_ms`, its JPEG as the producer sent it. Raises
-    FrameDecodeError like `FrameProcessor.process`."""
+    """The frame with its detections and meta `infer_ms` and `work_cpu_ms`, its JPEG as the producer
+    sent it. Raises FrameDecodeError like `FrameProcessor.process`."""
+    cpu_started = time.thread_time_ns()
     image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
     decoded_ns = time.time_ns()
     started = time.perf_counter()
     detections = processor.detect(image)
     infer_ms = (time.perf_counter() - started) * 1000.0
     # The decode and detect marks, as FrameProcessor.process sets them (the owner draws and encodes).
-    return frame.annotated(frame.jpeg, detections, infer_ms=round(infer_ms, 2)).stamped(
+    work_cpu_ms = round((time.thread_time_ns() - cpu_started) / 1e6, 3)
+    return frame.annotated(frame.jpeg, detections, infer_ms=round(infer_ms, 2), work_cpu_ms=work_cpu_ms).stamped(
         decoded=decoded_ns, detected=time.time_ns())
 
 

@@ -1,3 +1,5 @@
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -11,7 +13,11 @@ from worker.detect.pipeline import FrameDecodeError, FrameProcessor, decode_jpeg
 def test_process_returns_annotated_frame_with_detections(detector, camera):
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     frame = make_frame(image, seq=42, run=7)
+    wall_started = time.perf_counter()
     out = FrameProcessor(camera, detector).process(frame, fps=10.0)
+    wall_ms = (time.perf_counter() - wall_started) * 1000
+    # the thread's CPU for the frame's work: some, and never more than the call's wall time
+    assert 0 < out.meta["work_cpu_ms"] <= wall_ms + 1
     assert (out.cam, out.run, out.seq, out.ts) == (frame.cam, frame.run, frame.seq, frame.ts)
     assert "person" in {d.label for d in out.detections}
     assert all(d.score >= camera.detection.min_score for d in out.detections)
