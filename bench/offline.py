@@ -150,7 +150,8 @@ def layouts(cores: int) -> list[tuple[int, int]]:
     """(detector threads, inference threads each): the default first, then the alternatives."""
     from worker.offline.pool import DEFAULT_INFERENCE_THREADS, default_jobs
 
-    chosen = [(default_jobs(), DEFAULT_INFERENCE_THREADS), (1, 1), (1, 2), (max(1, cores // 2), 2), (cores + 1, 1)]
+    chosen = [(default_jobs(), DEFAULT_INFERENCE_THREADS), (cores, 1), (1, 1), (1, 2), (max(1, cores // 2), 2),
+              (cores + 2, 1)]
     return list(dict.fromkeys(chosen))
 
 

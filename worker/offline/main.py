@@ -25,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="annotated video to write (.mp4)")
     parser.add_argument("--detections", help="write one JSON line of detections per frame here")
     # Detector threads, each with its own model instance, beside a reader and an encoder thread; the
-    # default (one per core, one inference thread each) is what measured fastest (README, benchmark 5).
+    # default (one more than cores, one inference thread each) is what measured fastest (README, benchmark 5).
     parser.add_argument("--jobs", "-j", type=int, default=default_jobs(),
-                        help="detector threads, each with its own model (default: one per core, at most 8)")
+                        help="detector threads, each with its own model (default: cores + 1, at most 8)")
     parser.add_argument("--workers", type=int, dest="jobs_deprecated", help=argparse.SUPPRESS)
     parser.add_argument("--backend", choices=backend_names(), default=defaults.backend)
     parser.add_argument("--model", default=defaults.model, help="'default', a .tflite file or a SavedModel dir")

@@ -22,17 +22,18 @@ import numpy as np
 from common.config import CameraConfig, DetectionConfig
 from worker.offline.output import AnnotatedOutput, InOrderWriter
 
-# Measured on a 2-core Xeon (README, benchmark 5): with the machine nearly to itself, 2 detector
-# threads x 1 inference thread did 35.0 and 29.7 frames/s on the sample clip, 1 x 2 did 25.1 and
-# 27.2: every thread has a whole frame of work and none waits on another's barrier. (On a heavily
-# shared machine 1 x 2 came first; `python -m bench --only offline` times both on every run.)
+# Measured on a 2-core Xeon with the machine to itself (README, benchmark 5; load 0.4-1.1): 3 detector
+# threads x 1 inference thread did 48.8 and 54.7 frames/s on the sample clip, 2 x 1 did 47.6 and 45.9,
+# 1 x 2 36.4 and 39.7. One inference thread each: every thread has a whole frame of work and none waits
+# on another's barrier; one thread more than cores: the cores stay busy while a detector thread waits
+# for the reader or the encoder. `python -m bench --only offline` times the alternatives on every run.
 DEFAULT_INFERENCE_THREADS = 1
 _END = object()
 
 
 def default_jobs() -> int:
-    """Detector threads by default: one per core (at most 8; each holds its own copy of the model)."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Detector threads by default: one more than cores (at most 8; each holds its own copy of the model)."""
+    return max(1, min(8, (os.cpu_count() or 1) + 1))
 
 
 def _detectors(detection: dict, jobs: int) -> list:
