@@ -3,10 +3,9 @@ independent demuxer (PyAV) and a real HTTP MJPEG server; resizing, opting out, f
 tables, junk packets and hostile headers each take their defined path."""
 
 import struct
-import threading
 import time
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import av
 import numpy as np
@@ -19,6 +18,7 @@ from common.keys import Keys
 from common.stats import read_stats
 from producer.encoding import prepare_frame
 from producer.sources import FileSource, SourceJpeg, UrlSource
+from tests.loopback_http import LoopbackServer
 from tests.producer.test_publisher import frames_in, make_publisher, run_for
 
 
@@ -142,46 +142,34 @@ def test_hostile_header_is_refused_before_decoding():
     assert (data, width, height, forwarded) == (small, 32, 24, True)
 
 
-class _MjpegServer:
+def mjpeg_camera(jpegs: list[bytes]) -> LoopbackServer:
     """A camera's HTTP MJPEG endpoint on loopback: multipart/x-mixed-replace of the given JPEGs, looped."""
 
-    def __init__(self, jpegs: list[bytes]):
-        frames = jpegs
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    for i in range(10_000):
-                        data = frames[i % len(frames)]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                         % len(data) + data + b"\r\n")
-                        time.sleep(0.02)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(10_000):
+                    data = jpegs[i % len(jpegs)]
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                     % len(data) + data + b"\r\n")
+                    time.sleep(0.02)
+            except OSError:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
+        def log_message(self, *args):
+            pass
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    return LoopbackServer(Handler)
 
 
 def test_http_mjpeg_camera_is_forwarded_as_it_serves():
     jpegs = [jpeg.encode(_image(i), 75) for i in range(6)]
-    server = _MjpegServer(jpegs)
+    server = mjpeg_camera(jpegs)
     try:
-        source = UrlSource(server.url, passthrough=True)
+        source = UrlSource(server.url("/video.mjpg"), passthrough=True)
         source.open()
         try:
             assert source.raw_jpeg

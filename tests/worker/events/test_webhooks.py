@@ -9,11 +9,12 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from common.events_config import WebhookConfig
+from tests.loopback_http import LoopbackServer
 from worker.events.webhooks import SIGNATURE_HEADER, WebhookSender, WebhookTarget, verify
 
 SECRET = "s3cret-key"
@@ -47,13 +48,10 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = LoopbackServer(Handler)
 
     def url(self, path="/hook/tok3n-in-path?token=q-secret") -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return self.http.url(path)
 
     def wait(self, count: int, timeout: float = 10.0) -> None:
         with self.arrived:
@@ -61,8 +59,7 @@ class Receiver:
 
     def close(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture
