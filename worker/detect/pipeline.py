@@ -4,6 +4,7 @@ and offline processing both build on it."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +31,25 @@ def decode_jpeg(data: bytes, *, expect: tuple[int, int] | None = None, max_pixel
         raise FrameDecodeError(reason if reason.startswith("undecodable") else f"undecodable JPEG: {reason}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """A decoded frame's detections, with the times the stage marks and meta record."""
+
+    image: np.ndarray
+    detections: list[Detection]
+    infer_ms: float
+    decoded_ns: int
+    detected_ns: int
+    cpu_started_ns: int  # the thread's CPU clock when the frame's work began
+
+    def on(self, frame: Frame, jpeg_bytes: bytes) -> Frame:
+        """`frame` with these detections, `jpeg_bytes`, meta `infer_ms` and `work_cpu_ms` (the thread's
+        CPU since the work began, now) and the `decoded` and `detected` marks."""
+        work_cpu_ms = round((time.thread_time_ns() - self.cpu_started_ns) / 1e6, 3)
+        return frame.annotated(jpeg_bytes, self.detections, infer_ms=self.infer_ms, work_cpu_ms=work_cpu_ms).stamped(
+            decoded=self.decoded_ns, detected=self.detected_ns)
+
+
 class FrameProcessor:
     """Detects and annotates one camera's frames with a shared detector. One per camera per process."""
 
@@ -49,23 +69,26 @@ class FrameProcessor:
             out = draw_overlay(out, self.camera.id, ts_ns=ts_ns, fps=fps)
         return out
 
-    def process(self, frame: Frame, *, fps: float | None = None, max_pixels: int | None = None) -> Frame:
-        """The annotated frame for a raw one: same identity and capture time, new JPEG, detections,
-        meta `infer_ms`, `work_cpu_ms` (this thread's CPU time for all of it: with one inference
-        thread, the frame's whole cost) and the stage marks `decoded`, `detected`, `annotated`, `reencoded` (the
-        frame's own work, `common.envelope.COMPUTE_STAGES`). Raises FrameDecodeError when the JPEG is
-        corrupt, is not the frame's announced size or has more than `max_pixels` (checked before
-        decoding: a small hostile JPEG can claim a huge picture)."""
+    def detect_frame(self, frame: Frame, *, max_pixels: int | None = None) -> Detected:
+        """Decode the frame's JPEG and detect: the image, the detections and their timing. Raises
+        FrameDecodeError when the JPEG is corrupt, is not the frame's announced size or has more than
+        `max_pixels` (checked before decoding: a small hostile JPEG can claim a huge picture)."""
         cpu_started = time.thread_time_ns()
         image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
         decoded = time.time_ns()
         started = time.perf_counter()
         detections = self.detect(image)
         infer_ms = (time.perf_counter() - started) * 1000.0
-        detected = time.time_ns()
-        annotated = self.annotate(image, detections, fps=fps, ts_ns=frame.ts)
+        return Detected(image, detections, round(infer_ms, 2), decoded, time.time_ns(), cpu_started)
+
+    def process(self, frame: Frame, *, fps: float | None = None, max_pixels: int | None = None) -> Frame:
+        """The annotated frame for a raw one: same identity and capture time, new JPEG, detections,
+        meta `infer_ms`, `work_cpu_ms` (this thread's CPU time for all of it: with one inference
+        thread, the frame's whole cost) and the stage marks `decoded`, `detected`, `annotated`,
+        `reencoded` (the frame's own work, `common.envelope.COMPUTE_STAGES`). Raises FrameDecodeError
+        like `detect_frame`."""
+        found = self.detect_frame(frame, max_pixels=max_pixels)
+        annotated = self.annotate(found.image, found.detections, fps=fps, ts_ns=frame.ts)
         annotated_ns = time.time_ns()
         out = jpeg.encode(annotated, self.camera.jpeg_quality)
-        work_cpu_ms = (time.thread_time_ns() - cpu_started) / 1e6
-        return frame.annotated(out, detections, infer_ms=round(infer_ms, 2), work_cpu_ms=round(work_cpu_ms, 3)).stamped(
-            decoded=decoded, detected=detected, annotated=annotated_ns, reencoded=time.time_ns())
+        return found.on(frame, out).stamped(annotated=annotated_ns, reencoded=time.time_ns())

@@ -15,29 +15,19 @@ The functions here run on the worker loop; the owner reads the entries with
 
 from __future__ import annotations
 
-import time
-
 import msgpack
 
 from common import envelope
 from common.envelope import Frame
 from common.keys import FRAME_FIELD, SKIPPED_FIELD
-from worker.detect.pipeline import FrameProcessor, decode_jpeg
+from worker.detect.pipeline import FrameProcessor
 
 
 def detect_raw(processor: FrameProcessor, frame: Frame, *, max_pixels: int | None = None) -> Frame:
-    """The frame with its detections and meta `infer_ms` and `work_cpu_ms`, its JPEG as the producer
-    sent it. Raises FrameDecodeError like `FrameProcessor.process`."""
-    cpu_started = time.thread_time_ns()
-    image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
-    decoded_ns = time.time_ns()
-    started = time.perf_counter()
-    detections = processor.detect(image)
-    infer_ms = (time.perf_counter() - started) * 1000.0
-    # The decode and detect marks, as FrameProcessor.process sets them (the owner draws and encodes).
-    work_cpu_ms = round((time.thread_time_ns() - cpu_started) / 1e6, 3)
-    return frame.annotated(frame.jpeg, detections, infer_ms=round(infer_ms, 2), work_cpu_ms=work_cpu_ms).stamped(
-        decoded=decoded_ns, detected=time.time_ns())
+    """The frame with its detections, meta `infer_ms` and `work_cpu_ms` and the decode and detect marks
+    (as `FrameProcessor.process` sets them; the owner draws and encodes), its JPEG as the producer sent
+    it. Raises FrameDecodeError like `FrameProcessor.process`."""
+    return processor.detect_frame(frame, max_pixels=max_pixels).on(frame, frame.jpeg)
 
 
 def detected_write(key: str, payload: bytes, maxlen: int) -> tuple[str, dict, int]:
