@@ -79,6 +79,24 @@ class RedisServer:
         client.close()
         return self
 
+    def wait_synced(self, timeout: float = 30.0) -> RedisServer:
+        """A replica: wait until its link to the primary is up (the first full sync can take seconds:
+        a diskless sync waits `repl-diskless-sync-delay`, 5 s by default, for more replicas)."""
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5)
+        try:
+            while True:
+                try:
+                    if client.info("replication").get("master_link_status") == "up":
+                        return self
+                except (redis.exceptions.RedisError, OSError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the replica on port {self.port} did not sync within {timeout:g} s")
+                time.sleep(0.1)
+        finally:
+            client.close()
+
     def stop(self) -> None:
         stop_process(self.proc)
         self.proc = None

@@ -245,8 +245,7 @@ class SentinelServers:
     def start(self) -> SentinelServers:
         try:
             self.primary.start()
-            self.replica.start()
-            wait_until(lambda: self._link_up(self.replica.port), 20, "the replica to sync")
+            self.replica.start().wait_synced(20)
             for sentinel in self.sentinels:
                 sentinel.start()
             wait_until(self._sentinels_agree, 30, "every Sentinel to see the primary, the replica and its peers",
@@ -255,13 +254,6 @@ class SentinelServers:
             self.cleanup()
             raise
         return self
-
-    def _link_up(self, port: int) -> bool:
-        client = redis.Redis(HOST, port, password=self.password, socket_timeout=5)
-        try:
-            return client.info("replication").get("master_link_status") == "up"
-        finally:
-            client.close()
 
     def _sentinels_agree(self) -> bool:
         primary = self.primary_port()

@@ -136,7 +136,7 @@ def test_heartbeat_carries_the_ip_and_prunes_long_dead_members(redis_client, red
 @pytest.fixture
 def primary_and_replica():
     primary = RedisServer().start()
-    replica = RedisServer(replicaof=("127.0.0.1", primary.port)).start()
+    replica = RedisServer(replicaof=("127.0.0.1", primary.port)).start().wait_synced()
     yield primary, replica
     replica.cleanup()
     primary.cleanup()
