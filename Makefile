@@ -7,8 +7,15 @@ STAMP := $(VENV)/.installed
 # Workers of `make run`: a count, or per camera (WORKERS=door=3,yard=1); see `framecast up --help`.
 WORKERS ?= 2
 CONFIG ?= cameras.yaml
+# The lock the venv installs: requirements/test.txt holds the runtime, TensorFlow and test packages.
+LOCK ?= requirements/test.txt
+# uv resolves the locks (fast, resolves for Python 3.11 / Linux x86_64 whatever machine runs it, and
+# writes pip-readable files with hashes); it runs only for `make lock`, from a venv of its own.
+UV_VERSION := 0.13.9
+LOCK_VENV := .venv-lock
+LOCK_FLAGS := -c requirements/constraints.in --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
 
-.PHONY: help install system-deps assets test lint run stop bench clean
+.PHONY: help install lock system-deps assets test lint run stop bench clean
 
 help:
 	@echo "make run      - the whole pipeline on the sample clip; open the printed URL (Ctrl-C stops)"
@@ -17,19 +24,31 @@ help:
 	@echo "make assets   - fetch the model and sample clip into ~/.cache/framecast (sha256-pinned)"
 	@echo "make lint     - ruff"
 	@echo "make bench    - benchmarks; prints a table and writes bench/results/*.json"
+	@echo "make lock     - re-resolve requirements/*.txt from pyproject.toml (then run make test on it)"
 	@echo "make stop     - stop a pipeline started by make run"
 
 system-deps:
 	@bash deploy/system-deps.sh --with-browser
 
-$(STAMP): pyproject.toml
+# Every package, transitive ones included, comes from the lock with its sha256 (pip refuses anything
+# unhashed); framecast itself is then laid over it without resolving anything (--no-deps).
+$(STAMP): pyproject.toml $(LOCK)
 	@bash deploy/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# test.txt first (the superset); the others are constrained to its versions, so every lock agrees.
+lock:
+	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test $(LOCK_FLAGS) $(UPGRADE) -o requirements/test.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in -c requirements/test.txt $(LOCK_FLAGS) -o requirements/base.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra tensorflow -c requirements/test.txt $(LOCK_FLAGS) -o requirements/tensorflow.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra gpu -c requirements/base.txt $(LOCK_FLAGS) -o requirements/gpu.txt
 
 assets: $(STAMP)
 	$(BIN)/python -m common.assets fetch
@@ -50,4 +69,4 @@ bench: install assets
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info run artifacts .pytest_cache bench/results
+	rm -rf $(VENV) $(LOCK_VENV) *.egg-info run artifacts .pytest_cache bench/results

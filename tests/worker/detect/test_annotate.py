@@ -43,16 +43,42 @@ def test_colours_are_stable_per_label_and_distinct():
     assert len(set(colours)) > 0.9 * len(labels)
 
 
+def _tag_as_read(out: np.ndarray, background: int, fill: tuple[int, int, int], ink: tuple[int, int, int],
+                 above: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The tag's rectangle (the fill colour's extent above row `above`) and the mask of its text:
+    pixels inside it that moved from the fill towards the ink colour. What a reader sees, whatever
+    anti-aliasing or font a given OpenCV version draws the glyphs with."""
+    region = out[:above].astype(int)
+    filled = np.all(region == fill, axis=2)
+    rows, cols = np.nonzero(filled)
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    changed = np.any(region != background, axis=2)
+    outside = changed.copy()
+    outside[top:bottom + 1, left:right + 1] = False
+    assert not outside.any(), "everything drawn above the box belongs to the tag"
+    tag = region[top:bottom + 1, left:right + 1]
+    towards_ink = np.abs(tag - np.array(fill)).sum(axis=2) > np.abs(tag - np.array(ink)).sum(axis=2)
+    return (top, bottom, left, right), towards_ink
+
+
 @pytest.mark.parametrize("background", [250, 0])
 def test_tags_are_readable_on_light_and_dark_pictures(background):
     for label in load_labels(assets.labels_path()).values():  # every label's tag has contrasting text
         assert abs(luminance(colour_for(label)) - luminance(text_colour(colour_for(label)))) >= 100
     image = np.full((120, 200, 3), background, np.uint8)
     out = draw_detections(image, [Detection("dog", 0.5, (20, 40, 150, 110), 17)])
-    tag = out[:40, 20:150]
     fill, ink = colour_for("dog"), text_colour(colour_for("dog"))
-    assert np.all(tag == fill, axis=2).sum() > 100  # a filled background, whatever the picture
-    assert np.all(tag == ink, axis=2).sum() > 10  # and text on it
+    (top, bottom, left, right), text = _tag_as_read(out, background, fill, ink, above=38)
+    area = (bottom - top + 1) * (right - left + 1)
+    assert left == 20 and bottom < 40 and (bottom - top) >= 10 and (right - left) >= 40  # on the box's corner
+    assert np.all(out[top:bottom + 1, left:right + 1] == fill, axis=2).sum() > 0.5 * area  # a filled tag
+    assert 0.05 * area < text.sum() < 0.5 * area  # text on it: strokes, not a second fill
+    rows, cols = np.nonzero(text)
+    assert rows.min() > 0 and rows.max() < bottom - top and cols.min() > 0 and cols.max() < right - left  # inside
+    assert len(np.unique(cols)) > 0.5 * (cols.max() - cols.min())  # spread along a line of glyphs, not one blot
+    strongest = out[top:bottom + 1, left:right + 1][text]
+    contrast = max(abs(luminance(tuple(int(v) for v in px)) - luminance(fill)) for px in strongest)
+    assert contrast >= 0.8 * abs(luminance(ink) - luminance(fill))  # the strokes' cores reach the ink's contrast
 
 
 def test_overlay_draws_in_the_corner_only_and_reads_on_white():
