@@ -31,24 +31,30 @@ system-deps:
 	@bash deploy/system-deps.sh --with-browser
 
 # Every package, transitive ones included, comes from the lock with its sha256 (pip refuses anything
-# unhashed); framecast itself is then laid over it without resolving anything (--no-deps).
+# unhashed); framecast itself is then laid over it without resolving anything (--no-deps). A changed
+# lock or pyproject.toml makes a new venv, so nothing the old lock (or a hand) installed stays behind;
+# `common.build check` then proves the venv is exactly the lock (tests/test_lock.py checks it again).
 $(STAMP): pyproject.toml $(LOCK)
 	@bash deploy/system-deps.sh
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
+	$(BIN)/python -m common.build check $(LOCK)
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-# test.txt first (the superset); the others are constrained to its versions, so every lock agrees.
+# test.txt first (the superset, with the build tools the editable install needs); the others are
+# constrained to its versions, so every lock agrees. base/tensorflow/gpu are the image's runtime
+# (no build tools); build.txt is the image's pip, setuptools and wheel.
 lock:
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION); }
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test $(LOCK_FLAGS) $(UPGRADE) -o requirements/test.txt
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in -c requirements/test.txt $(LOCK_FLAGS) -o requirements/base.txt
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra tensorflow -c requirements/test.txt $(LOCK_FLAGS) -o requirements/tensorflow.txt
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra gpu -c requirements/base.txt $(LOCK_FLAGS) -o requirements/gpu.txt
+	$(LOCK_VENV)/bin/uv pip compile requirements/build.in -c requirements/test.txt $(LOCK_FLAGS) -o requirements/build.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements/test.txt $(LOCK_FLAGS) -o requirements/base.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra tensorflow -c requirements/test.txt $(LOCK_FLAGS) -o requirements/tensorflow.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra gpu -c requirements/base.txt $(LOCK_FLAGS) -o requirements/gpu.txt
 
 assets: $(STAMP)
 	$(BIN)/python -m common.assets fetch

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import start_http_server
+from prometheus_client import Gauge, start_http_server
+
+from common.build import build_info
 
 log = logging.getLogger(__name__)
+
+# Every service's /metrics carries its version and dependency lock: 1, with the install's labels.
+BUILD_INFO = Gauge("framecast_build_info", "framecast's version and the dependency lock it was installed from "
+                   "(lock_matches: whether the installed packages are exactly the lock's)",
+                   list(build_info()), multiprocess_mode="max")
+BUILD_INFO.labels(**build_info()).set(1)
 
 # Buckets for per-frame durations in milliseconds (encode, inference, end-to-end).
 MS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 400, 600, 1000, 2000, 5000)

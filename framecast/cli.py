@@ -19,7 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: framecast SUBCOMMAND [options]", "", "subcommands:"]
     lines += [f"  {name:<9} {text}" for name, (_, text) in SUBCOMMANDS.items()]
-    lines += ["", "Run `framecast SUBCOMMAND --help` for its options."]
+    lines += ["", "Run `framecast SUBCOMMAND --help` for its options; `framecast --version` prints the version",
+              "and the dependency lock the installed packages follow."]
     return "\n".join(lines)
 
 
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] in ("--version", "version"):
+        from common.build import describe
+
+        print(describe())
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"framecast: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)

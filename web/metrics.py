@@ -12,6 +12,7 @@ from functools import cache
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
+import common.metrics  # noqa: F401  (framecast_build_info, on every service's /metrics)
 from web.stages import percentile
 
 VIEWERS = Gauge("framecast_web_viewers", "MJPEG viewers connected", ["camera"], multiprocess_mode="livesum")
