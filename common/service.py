@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Any
 
+from common import threads
 from common.config import Settings, load_config
 from common.errors import ConfigError, FramecastError
 from common.logs import setup_logging
@@ -90,8 +91,10 @@ def start_metrics(settings: Settings) -> None:
 
 
 def stop_event_on_signals() -> threading.Event:
-    """An Event set by SIGTERM or SIGINT; service loops poll it to stop cleanly."""
+    """An Event set by SIGTERM or SIGINT, or when a service thread dies (common.threads: `main` then
+    returns `threads.exit_code()`, 70); service loops poll it to stop cleanly."""
     stop = threading.Event()
+    threads.on_death(stop.set)
 
     def _handler(signum, _frame):
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
