@@ -7,11 +7,13 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.wsgi import ClosingIterator
 
 from common.keys import DETECTIONS_FIELD
 from common.registry import Kind, live_members
 from common.stats import StatsField
 from web import metrics as web_metrics
+from web.eventfeed import too_many_feeds
 from web.events import event_overlay
 from web.keyfaults import BrokenKeyError, reading
 from web.query import flag
@@ -22,7 +24,6 @@ from web.streams import camera_figures
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
 MAX_LIMIT = 1_000_000
-FOLLOW_BLOCK_MS = 1000  # short, so a follower notices shutdown promptly
 KEEPALIVE_S = 5.0  # an idle follower gets a blank line this often (proxies close silent connections)
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _ID_PART_END = 2**64  # each part of a Redis stream id is an unsigned 64-bit number
@@ -165,27 +166,37 @@ def detections(cam: str):
             return  # logged by `reading`; the client sees the stream end
 
     def _follow(last_id: bytes) -> Iterator[bytes]:
+        """What the process's shared reader of the key (web.followers) hands this follower."""
         if last_id == b"0-0":  # nothing in the history: follow from the stream's current end
             with reading(key, cam):
                 newest = st.client.xrevrange(key, count=1)
             last_id = newest[0][0] if newest else b"0-0"
         yield b"\n"  # the stream is open; blank lines are keep-alives and carry no record
         quiet_since = time.monotonic()
-        while not st.stopping.is_set():
-            with reading(key, cam):
-                reply = st.client.xread({key: last_id}, count=PAGE, block=FOLLOW_BLOCK_MS)
-            if not reply:
-                if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                    quiet_since = time.monotonic()
-                    yield b"\n"
-                continue
-            quiet_since = time.monotonic()
-            for _stream, entries in reply:
-                for entry_id, fields in entries:
-                    yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
-                    last_id = entry_id
+        entries = st.followers.follow({key: last_id}, {key: cam})
+        try:
+            for entry in entries:
+                if st.stopping.is_set():
+                    return
+                if entry is None:
+                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                        quiet_since = time.monotonic()
+                        yield b"\n"
+                    continue
+                quiet_since = time.monotonic()
+                _key, entry_id, fields = entry
+                yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
+        finally:
+            entries.close()
 
-    return Response(generate(), mimetype="application/x-ndjson",
+    release = None
+    if follow:
+        release = st.feed_limit.acquire(request.remote_addr or "")
+        if release is None:
+            return too_many_feeds(st.feed_limit.per_client)
+    # The server closes the response however it ends, started or not: that releases the feed's slot.
+    body = ClosingIterator(generate(), [release] if release else [])
+    return Response(body, mimetype="application/x-ndjson", direct_passthrough=True,
                     headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
 
 

@@ -3,6 +3,8 @@ the headers every response carries."""
 
 from __future__ import annotations
 
+import threading
+
 import redis
 from flask import Flask, Response, jsonify
 
@@ -12,6 +14,7 @@ from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
 from web import api, auth, eventfeed, events, health, pages, video
 from web.broadcaster import Broadcaster
+from web.followers import Followers
 from web.keyfaults import BrokenKeyError
 from web.limits import StreamLimit
 from web.state import EXTENSION, WebState
@@ -39,10 +42,14 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     app = Flask(__name__)
     client = client or connect_to(settings)
     keys = Keys(settings.key_prefix)
+    stopping = threading.Event()
     app.extensions[EXTENSION] = WebState(
         settings, client, keys,
         Broadcaster(client, keys, settings.web.no_signal_after, settings.web.reader_linger),
+        Followers(client, stopping, settings.web.reader_linger),
         StreamLimit(settings.web.max_streams_per_client),
+        StreamLimit(settings.web.max_streams_per_client),
+        stopping,
     )
     auth.install(app, settings)
     for module in (pages, video, api, events, eventfeed, health):

@@ -1,5 +1,7 @@
 """The live feed of event messages (`new` / `update` / `end`): the cameras' `eventfeed` streams,
-followed with XREAD BLOCK from the moment of the request, as NDJSON or Server-Sent Events."""
+followed from the moment of the request, as NDJSON or Server-Sent Events. The process reads each
+stream once for all its followers (web.followers), so followers hold no Redis connection of their own;
+a client may follow `web.max_streams_per_client` feeds at once."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ import json
 import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.wsgi import ClosingIterator
 
-from common.connection import is_cluster
 from common.keys import EVENT_FIELD
 from common.text import as_str
 from web.events import NDJSON, SSE, BadRequest, cameras_asked, response_format
@@ -17,7 +19,6 @@ from web.keyfaults import BrokenKeyError, reading
 from web.state import state
 
 bp = Blueprint("eventfeed", __name__, url_prefix="/api/events")
-FEED_BLOCK_MS = 1000  # short, so a follower notices shutdown promptly
 KEEPALIVE_S = 5.0  # an idle feed gets a keep-alive this often (proxies close silent connections)
 
 
@@ -61,44 +62,43 @@ def feed():
             last[key] = newest[0][0] if newest else b"0-0"
         except BrokenKeyError as exc:
             errors[cam] = str(exc)
+    release = st.feed_limit.acquire(request.remote_addr or "")
+    if release is None:
+        return too_many_feeds(st.feed_limit.per_client)
     keepalive = b": keep-alive\n\n" if sse else b"\n"
-    per_key = is_cluster(st.client)  # Redis Cluster refuses one XREAD over several slots
-
-    def read() -> list:
-        if not per_key:
-            return st.client.xread(last, count=100, block=FEED_BLOCK_MS) if last else []
-        replies = []
-        for key in list(last):
-            replies += st.client.xread({key: last[key]}, count=100, block=max(50, FEED_BLOCK_MS // len(last)))
-        return replies
 
     def generate() -> Iterator[bytes]:
-        """Runs on the client's thread/greenlet: XREAD BLOCK over the cameras' feed streams."""
-        yield keepalive  # the stream is open
+        """Runs on the client's thread/greenlet: what the process's shared readers (web.followers) hand
+        this follower; a keep-alive after KEEPALIVE_S seconds of silence."""
+        yield keepalive  # the stream is open (with no readable camera: keep-alives until shutdown)
         quiet_since = time.monotonic()
-        while not st.stopping.is_set():
-            if not last:
-                st.stopping.wait(FEED_BLOCK_MS / 1000)
-                reply = []
-            else:
-                try:
-                    with reading(",".join(map(str, last)), None):
-                        reply = read()
-                except BrokenKeyError:
-                    return  # logged by `reading`; the client sees the feed end and reconnects
-            if not reply:
-                if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                    quiet_since = time.monotonic()
-                    yield keepalive
-                continue
-            quiet_since = time.monotonic()
-            for stream, entries in reply:
-                key = as_str(stream)
-                for entry_id, fields in entries:
-                    yield _feed_line(keys[key], entry_id, fields, sse)
-                    last[key] = entry_id
+        entries = st.followers.follow(last, {key: keys[key] for key in last})
+        try:
+            for entry in entries:
+                if st.stopping.is_set():
+                    return
+                if entry is None:
+                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                        quiet_since = time.monotonic()
+                        yield keepalive
+                    continue
+                quiet_since = time.monotonic()
+                key, entry_id, fields = entry
+                yield _feed_line(keys[key], entry_id, fields, sse)
+        except BrokenKeyError:
+            return  # logged by `reading`; the client sees the feed end and reconnects
+        finally:
+            entries.close()
 
     headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
     if errors:
         headers["X-Camera-Errors"] = json.dumps(errors, separators=(",", ":"))
-    return Response(generate(), mimetype=SSE if sse else NDJSON, headers=headers)
+    # The server closes the response however it ends, started or not: that releases the feed's slot.
+    return Response(ClosingIterator(generate(), [release]), mimetype=SSE if sse else NDJSON, headers=headers,
+                    direct_passthrough=True)
+
+
+def too_many_feeds(limit: int):
+    """The 429 answer for a client at `web.max_streams_per_client` followed feeds."""
+    return jsonify(error="too many feeds", message=f"at most {limit} followed feeds per client at once; "
+                                                    "close one and retry"), 429

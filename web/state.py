@@ -11,6 +11,7 @@ from flask import current_app
 from common.config import Settings
 from common.keys import Keys
 from web.broadcaster import Broadcaster
+from web.followers import Followers
 from web.limits import StreamLimit
 
 EXTENSION = "framecast"  # the key of WebState in app.extensions
@@ -24,7 +25,9 @@ class WebState:
     client: redis.Redis
     keys: Keys
     broadcaster: Broadcaster
-    stream_limit: StreamLimit
+    followers: Followers  # the readers behind followed streams (event feed, detections?follow=1)
+    stream_limit: StreamLimit  # MJPEG streams per client
+    feed_limit: StreamLimit  # followed streams per client: the same cap, counted apart
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def shutdown(self) -> None:
@@ -32,6 +35,7 @@ class WebState:
         (SIGTERM in production)."""
         self.stopping.set()
         self.broadcaster.close()
+        self.followers.close()
 
 
 def state() -> WebState:
