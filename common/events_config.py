@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -158,6 +159,15 @@ class WebhookConfig(_Model):
     @field_validator("url")
     @classmethod
     def _http(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^https?://[^/\s]+", value.get_secret_value(), re.IGNORECASE):
+        url = value.get_secret_value()
+        if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
             raise ValueError("must be an http:// or https:// URL")
+        try:  # what the sender connects to; the message never quotes the URL (it is a secret)
+            parts = urlsplit(url)
+            valid = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:  # a port that is not a number in 0-65535
+            valid = False
+        if not valid:
+            raise ValueError("has no valid host[:port] (credentials go as user:password@host, with any "
+                             "@ / : ? # in them percent-encoded: %40 %2F %3A %3F %23)")
         return value

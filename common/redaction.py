@@ -35,3 +35,17 @@ def redact_text(text: str) -> str:
         return text
     text = _CREDENTIALS_IN_URL.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
     return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host[:port]` only: no credentials, path or query. How a URL that is itself a secret
+    (a webhook's, whose path or query often holds the token) is named in logs and metric labels."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "?"
+    host = parts.hostname or "?"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"

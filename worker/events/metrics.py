@@ -20,3 +20,8 @@ MQTT_MESSAGES = Counter("framecast_mqtt_messages_total",
                         "MQTT messages by outcome: queued, handed to the client (sent, resent by it after a "
                         "reconnect until the broker acknowledges them) or dropped (the queue was full)",
                         ["outcome"])
+WEBHOOK_DELIVERIES = Counter("framecast_webhook_deliveries_total",
+                             "Webhook messages by target (scheme://host:port only) and outcome: delivered, "
+                             "failed (given up: error answer, redirect, attempts spent, unserializable), "
+                             "dropped (queue full, or still queued at shutdown) or retried (an attempt failed)",
+                             ["target", "outcome"])

@@ -22,28 +22,36 @@ SECRET = "s3cret-key"
 
 class Receiver:
     """An HTTP server on 127.0.0.1 in a thread. `statuses` answers the first requests; then 200.
-    With `hang`, every request waits until `release` (or 30 s)."""
+    With `hang`, every request waits until `release` (or 30 s). A 3xx answer carries `location`.
+    Every request is recorded whatever its method (`methods`), so a redirect followed as GET shows."""
 
-    def __init__(self, statuses=(), hang=False):
+    def __init__(self, statuses=(), hang=False, location=None):
         self.requests: list[tuple[dict, bytes]] = []
+        self.methods: list[str] = []
         self.statuses = list(statuses)
         self.hang = hang
+        self.location = location
         self.released = threading.Event()
         self.arrived = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.arrived:
                     receiver.requests.append((dict(self.headers), body))
+                    receiver.methods.append(self.command)
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     receiver.arrived.notify_all()
                 if receiver.hang:
                     receiver.released.wait(30)
                 self.send_response(status)
+                if 300 <= status < 400 and receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_GET = do_HEAD = do_PUT = do_POST
 
             def log_message(self, *args):
                 pass
