@@ -240,14 +240,15 @@ class WebhookTarget:
                     outcome, pause = self._give_up(delivery, None, f"unexpected {_reason(exc)}"), self.min_backoff
                 with self._cond:
                     self._inflight -= 1
-                    if outcome == "retry":
+                    requeue = outcome == "retry" and not self._stopping
+                    if requeue:  # if stop() comes before it is due, stop() counts it dropped
                         delay = min(self.max_backoff, self.min_backoff * 2 ** (delivery.attempts - 1))
                         delivery.due = time.monotonic() + delay * random.uniform(0.9, 1.1)
-                        heapq.heappush(self._heap, delivery)  # counted dropped by stop() if it comes first
+                        heapq.heappush(self._heap, delivery)
                     elif pause:
                         self._cond.wait_for(lambda: self._stopping, pause)
                 if outcome == "retry":
-                    self._record("retries")
+                    self._record("retries" if requeue else "dropped")
         finally:
             if self._pool is not None:
                 self._pool.close()

@@ -258,3 +258,18 @@ def test_a_url_the_sender_could_never_reach_is_refused_at_load_without_echoing_i
     assert "webhooks[0].url: has no valid host[:port]" in text and "%2F" in text
     for secret in ("hook-user", "pa55", "w0rd", "tok3n-in-path", "99999", "hooks.example"):
         assert secret not in text
+
+
+def test_messages_still_queued_at_stop_are_counted_dropped(receivers):
+    hanging = receivers(hang=True)
+    target = WebhookTarget(hanging.url(), SECRET, timeout=5).start()
+    before = counts(target.display)
+    for n in range(3):
+        target.send(message("new", n))
+    hanging.wait(1)  # one in flight, two waiting
+    target.stop(timeout=0.2)
+    hanging.released.set()  # the one in flight is answered 200 after all
+    target._thread.join(5)
+    after = counts(target.display)
+    assert {k: after[k] - before[k] for k in after} == {"delivered": 1, "failed": 0, "dropped": 2, "retried": 0}
+    assert len(hanging.requests) == 1
