@@ -4,7 +4,10 @@ threads in this process, or (`--via-redis`) with the cluster's workers serving a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import cv2
@@ -15,6 +18,7 @@ from common.errors import FramecastError
 from common.logs import setup_logging
 from common.service import EXIT_USAGE, add_common_args, load_settings
 from worker.offline.pool import DEFAULT_INFERENCE_THREADS, default_jobs, process_video
+from worker.offline.targets import Target, TargetError, check_targets
 from worker.offline.video import iter_frames, mp4_writer_factory, open_video
 
 
@@ -79,19 +83,53 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.errors()[0]["msg"].removeprefix("Value error, ")
         print(f"framecast process: invalid detection option: {message}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        video, detections_target = check_targets(source, args.output, args.detections)
+    except TargetError as exc:
+        print(f"framecast process: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     cap = open_video(source)
     if cap is None:
         print(f"framecast process: cannot read video {source} (missing, not a video, or no frames)", file=sys.stderr)
         return EXIT_USAGE
+    targets = [t for t in (video, detections_target) if t is not None]
+    try:
+        with _signals_interrupt():
+            counts, where, fps = _run(args, settings, detection, cap, video, detections_target)
+            for target in targets:
+                target.commit()
+    except (FramecastError, OSError) as exc:
+        print(f"framecast process: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _Interrupted as exc:
+        print(f"framecast process: interrupted by {signal.Signals(exc.signum).name}; nothing written",
+              file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        cap.release()
+        for target in targets:
+            target.discard()  # what is left of a run that did not commit; nothing after one that did
+    rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
+    cpu_ms = counts["cpu_seconds"] * 1000 / counts["frames"] if counts["frames"] else 0.0
+    print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "
+          f"({rate:.1f} frames/s, {cpu_ms:.1f} CPU ms a frame, {where}), {counts['corrupt']} corrupt, "
+          f"{counts['detections']} detections -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _run(args, settings, detection: dict, cap, video: Target, detections: Target | None) -> tuple[dict, str, float]:
+    """Annotate the opened capture into the targets' temporary files; (counts, how, fps)."""
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if 0 < fps < 1000 else 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    writer_factory = mp4_writer_factory(output, fps)
-    jsonl = open(args.detections, "w", encoding="utf-8") if args.detections else None  # noqa: SIM115
+    for target in (video, detections):
+        if target is not None:
+            target.prepare()
+    writer_factory = mp4_writer_factory(video.path, fps)
     frames = iter_frames(cap)
-    try:
+    # "x": a temporary name is never a file that was already there
+    jsonl_file = open(detections.path, "w" if detections.direct else "x", encoding="utf-8") if detections else None  # noqa: SIM115
+    with jsonl_file or nullcontext() as jsonl:
         if settings is not None:
             counts = _run_via_redis(args, settings, frames, writer_factory, fps, jsonl, total)
             where = f"via Redis camera {args.camera!r}"
@@ -99,19 +137,35 @@ def main(argv: list[str] | None = None) -> int:
             counts = process_video(frames, writer_factory, fps, args.jobs, detection, not args.no_overlay,
                                    jsonl, total)
             where = f"{args.jobs} detector thread(s) x {detection.get('threads', 1)} inference thread(s)"
-    except (FramecastError, OSError) as exc:
-        print(f"framecast process: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    if not counts["frames"]:
+        raise TargetError(f"no frame of {args.input} could be decoded: nothing written")
+    return counts, where, fps
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM in the main thread: unwinds the run so its temporary files are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGINT and SIGTERM raise _Interrupted in the main thread for the duration (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, _frame):
+        raise _Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
     finally:
-        cap.release()
-        if jsonl is not None:
-            jsonl.close()
-    rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
-    cpu_ms = counts["cpu_seconds"] * 1000 / counts["frames"] if counts["frames"] else 0.0
-    print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "
-          f"({rate:.1f} frames/s, {cpu_ms:.1f} CPU ms a frame, {where}), {counts['corrupt']} corrupt, "
-          f"{counts['detections']} detections -> {output}", file=sys.stderr)
-    return 0
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_via_redis(args, settings, frames, writer_factory, fps: float, jsonl, total) -> dict:

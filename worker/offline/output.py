@@ -50,7 +50,16 @@ class AnnotatedOutput:
         self.counts["corrupt"] += 1
         log.warning("unreadable frame before any readable one", extra={"frame": index})
 
+    def abort(self) -> None:
+        """Give up on the video half-way (an error or an interrupt): its partial file is removed, never
+        finished into place."""
+        self._progress.close()
+        if self._writer is not None:
+            getattr(self._writer, "abort", self._writer.release)()
+            self._writer = None
+
     def close(self) -> dict:
+        """Finish the video (the run succeeded) and return the counts."""
         self._progress.close()
         if self._writer is not None:
             self._writer.release()

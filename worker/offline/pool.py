@@ -95,6 +95,7 @@ def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: floa
     writer = InOrderWriter(AnnotatedOutput(writer_factory, fps, jsonl, total))
     for thread in threads:
         thread.start()
+    finished = False
     try:
         read_all = False
         while not read_all or writer.unwritten:
@@ -111,11 +112,13 @@ def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: floa
                 writer.done(*event[1:])
             for _ in range(writer.flush()):
                 slots.release()
+        finished = True
     finally:
         stop.set()
         for _ in processors:
             todo.put(_END)
         for thread in threads:
             thread.join(timeout=30)
-        counts = writer.output.close()
-    return counts
+        if not finished:
+            writer.output.abort()
+    return writer.output.close()

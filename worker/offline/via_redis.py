@@ -81,6 +81,7 @@ def process_via_redis(frames: Iterator[np.ndarray | None], writer_factory, fps: 
             if time.monotonic() - last_progress > STALL_TIMEOUT:
                 raise ClusterError(f"no result for frame {writer.next_index} in {STALL_TIMEOUT:.0f} s: are the "
                                    f"workers serving {cam!r} still running? (see its dead-letter stream too)")
-    finally:
-        counts = writer.output.close()
-    return counts
+    except BaseException:
+        writer.output.abort()  # a partial video is removed, never finished into place
+        raise
+    return writer.output.close()
