@@ -127,11 +127,15 @@ class CameraOwner:
         self._renew_at = 0.0
         self._seen: set[tuple[int, int]] = set()  # frames taken lately: a reclaimed frame comes twice
         self._seen_order: deque[tuple[int, int]] = deque()
+        self.failed = False  # run ended by an unexpected error: the service backs off before retaking
 
     # ---- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
         """Own the camera until `stop` is set (then close cleanly and release the lease) or the lease
-        is lost (then stop at once: the next owner emits from now on)."""
+        is lost (then stop at once: the next owner emits from now on). Any other error (a disk that
+        refuses the snapshots, a bug) gives the camera up too: the lease is released, so the next
+        owner (another process at once, or this one after a backoff) resumes from the checkpoint,
+        which is written only with the frames it covers."""
         cam = self.cam.id
         metrics.OWNED.labels(cam).set(1)
         metrics.ACQUIRED.labels(cam).inc()
@@ -151,6 +155,14 @@ class CameraOwner:
             # The lease runs out on its own; this process (or another) takes the camera again later.
             log.warning("tracking owner stopped by a redis error", extra={"camera": cam, "error": describe_error(exc)})
             self.lease.token = None
+        except Exception as exc:  # noqa: BLE001 - per ownership: logged, counted by the service, retaken
+            self.failed = True
+            log.error("tracking owner failed; giving the camera up to be taken again",
+                      extra={"camera": cam, "error": describe_error(exc)}, exc_info=True)
+            try:
+                self.lease.release()
+            except (*CONNECTION_ERRORS, redis.exceptions.ResponseError):
+                self.lease.token = None  # it runs out on its own
         finally:
             metrics.OWNED.labels(cam).set(0)
 

@@ -8,6 +8,12 @@ process tracks and emits the camera's events; when it dies, the lease runs out a
 to ask takes over within about `events.lease_ttl` + 1 s. The same thread applies retention to the
 events directory about once a minute. Delivery (MQTT, webhooks) and clip encoding are per process
 and shared by its owners.
+
+This thread is what gives a camera an owner again after a crash elsewhere, so nothing may stop it:
+each chore (one camera's lease, one retention pass) catches its own errors, logs them with the
+camera id, counts them (`framecast_events_errors_total{camera,chore}`) and is tried again on its next
+turn; an owner that failed is taken again after a backoff (meanwhile another process may take it).
+A death in spite of that ends the process (common/threads.py), so its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import threading
 import time
 
 import redis
+from prometheus_client import Counter
 
+from common import threads
 from common.config import CameraConfig, Settings
-from common.connection import CONNECTION_ERRORS, describe_error
+from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.event_files import events_root
 from common.keys import Keys
 from worker.events.lease import Lease
@@ -33,6 +41,11 @@ log = logging.getLogger("framecast.events")
 
 POLL_INTERVAL = 1.0  # seconds between attempts to take the leases of cameras not owned here
 RETENTION_INTERVAL = 60.0
+
+ERRORS = Counter("framecast_events_errors_total",
+                 "Errors the events stage survived, by chore: lease (taking a camera), owner (its tracking "
+                 "failed: the lease is given up and taken again after a backoff) and retention",
+                 ["camera", "chore"])
 
 
 class EventService:
@@ -55,6 +68,10 @@ class EventService:
             name=name)
         self.leases = {c.id: Lease(client, keys.tracker_lease(c.id), name, ttl=storage.lease_ttl) for c in self.cams}
         self.owners: dict[str, threading.Thread] = {}
+        self._tracking: dict[str, CameraOwner] = {}
+        self._backoff = {c.id: Backoff(base=1.0, cap=30.0) for c in self.cams}
+        self._retry_at: dict[str, float] = {}
+        self._throttled = ThrottledLog(60.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,8 +92,7 @@ class EventService:
             self.out.mqtt.start()
         if self.out.webhooks is not None:
             self.out.webhooks.start()
-        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-        self._thread.start()
+        self._thread = threads.start_thread(self._run, "events")
         log.info("events stage started", extra={"cameras": [c.id for c in self.cams], "owner": self.name,
                                                 "dir": str(self.out.files.root)})
         return self
@@ -97,30 +113,54 @@ class EventService:
             self.out.mqtt.stop()
 
     def _run(self) -> None:
+        """The events thread: leases every POLL_INTERVAL, retention every RETENTION_INTERVAL."""
         retention_due = time.monotonic()
         while not self._stop.is_set():
-            try:
-                self._acquire()
-                if time.monotonic() >= retention_due:
-                    retention_due = time.monotonic() + RETENTION_INTERVAL
-                    self._retention()
-            except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
-                log.warning("events stage: redis unavailable", extra={"error": describe_error(exc)})
+            for cam in self.cams:
+                self._chore("lease", cam.id, self._acquire, cam)
+            if time.monotonic() >= retention_due:
+                retention_due = time.monotonic() + RETENTION_INTERVAL
+                self._chore("retention", None, self._retention)
             self._stop.wait(POLL_INTERVAL)
 
-    def _acquire(self) -> None:
-        for cam in self.cams:
-            thread = self.owners.get(cam.id)
-            if thread is not None and thread.is_alive():
-                continue
-            lease = self.leases[cam.id]
-            lease.token = None  # a finished owner's lease is gone (released, lost or expired)
-            if not lease.acquire():
-                continue
+    def _chore(self, chore: str, cam: str | None, work, *args) -> None:
+        """Run one chore; whatever it raises is logged (with the camera), counted, and left for its
+        next turn."""
+        try:
+            work(*args)
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            if self._throttled.due(("redis", chore)):
+                log.warning("events stage: redis unavailable", extra={"chore": chore, "error": describe_error(exc)})
+        except Exception as exc:  # noqa: BLE001 - per chore: nothing may stop the lease taking
+            ERRORS.labels(cam or "", chore).inc()
+            if self._throttled.due((chore, cam, type(exc))):
+                log.error(f"events stage: {chore} failed; trying again on its next turn",
+                          extra={"camera": cam, "chore": chore, "error": describe_error(exc)}, exc_info=True)
+
+    def _acquire(self, cam: CameraConfig) -> None:
+        """Take `cam`'s lease if no owner thread of this process runs it and it is free."""
+        thread = self.owners.get(cam.id)
+        if thread is not None and thread.is_alive():
+            return
+        previous = self._tracking.pop(cam.id, None)
+        if previous is not None and previous.failed:
+            ERRORS.labels(cam.id, "owner").inc()
+            self._retry_at[cam.id] = time.monotonic() + self._backoff[cam.id].next_delay()
+        elif previous is not None:
+            self._backoff[cam.id].reset()
+        if time.monotonic() < self._retry_at.get(cam.id, 0.0):
+            return
+        lease = self.leases[cam.id]
+        lease.token = None  # a finished owner's lease is gone (released, lost or expired)
+        if not lease.acquire():
+            return
+        try:
             owner = CameraOwner(self.out, cam, lease, self._stop)
-            thread = threading.Thread(target=owner.run, name=f"events-{cam.id}", daemon=True)
-            self.owners[cam.id] = thread
-            thread.start()
+        except BaseException:
+            lease.release()  # so another process need not wait for the TTL
+            raise
+        self._tracking[cam.id] = owner
+        self.owners[cam.id] = threads.start_thread(owner.run, f"events-{cam.id}", cam=cam.id)
 
     def _retention(self) -> None:
         storage = self.settings.events

@@ -22,7 +22,7 @@ import time
 
 import redis
 
-from common import envelope
+from common import envelope, threads
 from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.errors import EnvelopeError
@@ -273,6 +273,7 @@ class Worker:
             "processed": self.processed,
             "last_frame_ts": max((s.last_frame_ts for s in self.cams.values()), default=0.0),
             "errors": {cam: s.fault for cam, s in self.cams.items() if s.fault},  # cameras out of service
+            "dead_threads": threads.dead(),  # a service thread died: the process is exiting (70)
         }, self.cfg.heartbeat_ttl)
 
     def _reclaim(self) -> None:

@@ -1,6 +1,7 @@
 """`framecast worker [--camera ID ...]`: detect objects in every configured camera (or those named).
 
-A thin CLI over `worker.live.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0.
+A thin CLI over `worker.live.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0
+(70 when one of its service threads died: common/threads.py).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from common import threads
 from common.service import (
     add_common_args,
     fail,
@@ -48,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     # Event cameras' tracking (worker/events): this process owns those whose lease it holds.
     events = EventService(settings, cameras, client, worker.name).start()
     try:
-        worker.run()  # returns on SIGTERM/SIGINT after acking the frames in hand and deregistering
-    finally:
+        worker.run()  # returns on SIGTERM/SIGINT (or a service thread's death) after acking the frames
+    finally:          # in hand and deregistering
         events.stop()  # owned cameras end their open events and release their leases
         client.close()
-    return 0
+    return threads.exit_code()  # 70 when a service thread died: its supervisor restarts the process

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ import redis
 from common.connection import CONNECTION_ERRORS, is_cluster
 from common.keys import WORKER_GROUP
 from common.stats import Figure
+from common.threads import start_thread
 from worker.live import metrics
 from worker.live.cameras import ServedCamera
 
@@ -76,8 +76,7 @@ class Publisher:
         # (camera, key, error) when a key refused a write or its node did not answer; (camera, None,
         # None) when a broken camera's write went through again
         self.faults: collections.deque[tuple[ServedCamera, str | None, Exception | None]] = collections.deque()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, name)
 
     def put(self, publication: Publication) -> None:
         """Queue `publication`; waits while PUBLISH_QUEUE others are waiting."""
