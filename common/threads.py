@@ -4,7 +4,7 @@ Every service loop handles its errors per item: it logs them with the camera id,
 off and goes on. A thread that still dies (a bug, an error nobody foresaw) would leave a half-alive
 process: supervisord, Docker and Kubernetes see it running, its other threads keep renewing its
 heartbeats and leases, and the work that thread did (taking a camera's tracking lease, sending its
-frames) stops for good. So `start_thread` wraps the target: an uncaught exception is logged with the
+frames) stops for good. So `service_thread` wraps the target: an uncaught exception is logged with the
 thread's name (and camera), counted in `framecast_thread_deaths_total{thread}`, recorded (`dead()`,
 which heartbeats report), and the process exits with EXIT_THREAD_DIED:
 
@@ -55,10 +55,11 @@ def _deaths_metric():
         return _metric
 
 
-def start_thread(target: Callable[..., object], name: str, *, cam: str | None = None, args: tuple = (),
-                 daemon: bool = True) -> threading.Thread:
-    """Start a long-running service thread named `name` (of camera `cam`, if any) running
-    `target(*args)`; an uncaught exception in it ends the process (see the module docstring)."""
+def service_thread(target: Callable[..., object], name: str, *, cam: str | None = None, args: tuple = (),
+                   daemon: bool = True) -> threading.Thread:
+    """A long-running service thread named `name` (of camera `cam`, if any) running `target(*args)`,
+    not started yet (a drop-in for `threading.Thread`); an uncaught exception in it ends the process
+    (see the module docstring)."""
     _deaths_metric()
 
     def run() -> None:
@@ -67,7 +68,13 @@ def start_thread(target: Callable[..., object], name: str, *, cam: str | None = 
         except BaseException as exc:  # noqa: BLE001 - a thread's last word: logged, then the process exits
             _died(name, cam, exc)
 
-    thread = threading.Thread(target=run, name=name, daemon=daemon)
+    return threading.Thread(target=run, name=name, daemon=daemon)
+
+
+def start_thread(target: Callable[..., object], name: str, *, cam: str | None = None, args: tuple = (),
+                 daemon: bool = True) -> threading.Thread:
+    """`service_thread`, started."""
+    thread = service_thread(target, name, cam=cam, args=args, daemon=daemon)
     thread.start()
     return thread
 

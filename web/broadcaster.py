@@ -16,6 +16,7 @@ import redis
 
 from common.envelope import Frame
 from common.keys import Keys
+from common.threads import service_thread
 from web import mjpeg
 from web.metrics import CameraCounts, counts_for
 from web.source import FrameSource, NoSignal
@@ -83,7 +84,7 @@ class CameraFeed:
         self._last_part: bytes | None = None
         self._no_signal: bytes | None = None  # the current gap's picture, rendered once
         self.retired = False
-        self.thread = threading.Thread(target=self._run, name=f"feed-{cam}{'-raw' if raw else ''}", daemon=True)
+        self.thread = service_thread(self._run, f"feed-{cam}{'-raw' if raw else ''}", cam=cam)
 
     @property
     def out_of_order(self) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common.event_files import EventPaths
+from common.threads import service_thread
 from worker.events.clips import ClipInfo, enforce_retention, write_clip
 
 log = logging.getLogger("framecast.events")
@@ -64,7 +65,7 @@ class ClipWriter:
             return False
 
     def start(self) -> ClipWriter:
-        self._thread = threading.Thread(target=self._run, name="clip-writer", daemon=True)
+        self._thread = service_thread(self._run, "clip-writer")
         self._thread.start()
         return self
 

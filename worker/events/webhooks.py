@@ -46,6 +46,7 @@ from urllib3.util import parse_url
 from common.connection import ThrottledLog
 from common.events_config import WebhookConfig
 from common.redaction import url_origin
+from common.threads import service_thread
 from worker.events.metrics import WEBHOOK_DELIVERIES
 
 log = logging.getLogger("framecast.webhooks")
@@ -187,7 +188,7 @@ class WebhookTarget:
         # (retries are ours, with backoff and one delivery id); one connection, kept alive when it can be.
         self._pool = urllib3.connection_from_url(self._origin, maxsize=1, retries=False,
                                                  timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
-        self._thread = threading.Thread(target=self._run, name=f"webhook-{self.display}", daemon=True)
+        self._thread = service_thread(self._run, f"webhook-{self.display}")
         self._thread.start()
         return self
 
