@@ -10,6 +10,8 @@ Topics under `topic_prefix` (default `framecast`), in Frigate's layout:
 Delivery is QoS 1, at least once, in order, with every loss counted:
 - `publish*` only append to a bounded queue (`queue_size`) and return at once; when it is full the
   message is dropped and counted (`stats["dropped"]`, `framecast_mqtt_messages_total{outcome="dropped"}`).
+  A message paho refuses outright (a `+` or `#` in a label makes a topic with a wildcard) is dropped
+  and counted too (`outcome="invalid"`), and the sender goes on with the next.
 - One sender thread hands queued messages to paho, in order, only while connected; paho holds at most
   PAHO_QUEUE of them until the broker acknowledges each (PUBACK). A message paho holds when the
   connection drops is resent by paho after the reconnect (with DUP set: a subscriber may see it twice),
@@ -37,6 +39,7 @@ from collections import deque
 import paho.mqtt.client as mqtt
 
 from common.events_config import MqttConfig
+from common.threads import start_thread
 from worker.events import metrics
 
 log = logging.getLogger("framecast.mqtt")
@@ -123,8 +126,7 @@ class MqttPublisher:
         log.info("mqtt publisher starting", extra={"broker": f"{self.host}:{self.port}", "prefix": self.prefix})
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive)
         self.client.loop_start()
-        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
-        self._sender.start()
+        self._sender = start_thread(self._send_loop, "mqtt-sender")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -205,7 +207,11 @@ class MqttPublisher:
                     return
                 topic, data, retain = self._queue.popleft()
                 self._handing += 1
-            info = self.client.publish(topic, data, qos=1, retain=retain)
+            try:
+                info = self.client.publish(topic, data, qos=1, retain=retain)
+            except Exception as exc:  # noqa: BLE001 - per message: a topic paho refuses (a label with + or #)
+                self._refused(topic, exc)
+                continue
             with self._lock:
                 self._handing -= 1
                 # NO_CONN (the connection died a moment ago) still leaves the message with paho,
@@ -222,3 +228,13 @@ class MqttPublisher:
                     self._unacked.add(info.mid)
                 self._wake.notify_all()
             metrics.MQTT_MESSAGES.labels("sent").inc()
+
+    def _refused(self, topic: str, exc: Exception) -> None:
+        """paho refused one message outright (ValueError: a wildcard in its topic, a payload too
+        large): it can never be sent, so it is dropped and counted, and the sender goes on."""
+        with self._lock:
+            self._handing -= 1
+            self.stats["dropped"] += 1
+            self._wake.notify_all()
+        metrics.MQTT_MESSAGES.labels("invalid").inc()
+        log.error("mqtt message dropped: the client refuses it", extra={"topic": topic, "error": str(exc)})
