@@ -28,7 +28,8 @@ from pydantic import (
 from common.detectors import backend as detector_backend
 from common.detectors import backend_names
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
-from common.events_config import EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones
+from common.events_config import (EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones,
+                                  events_dir_refusal)
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
 from common.yamlfile import load_yaml
@@ -235,7 +236,23 @@ class WebConfig(_Model):
     stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
     write_timeout: float = Field(15.0, gt=0, description="seconds a viewer may stall a write before it is dropped")
     max_streams_per_client: int = Field(64, ge=0, description="MJPEG streams one client address may hold open "
-                                        "at once per web process (beyond: 429); 0 is no cap")
+                                        "at once per web process, and followed feeds (/api/events/feed, "
+                                        "detections?follow=1) counted apart (beyond: 429); 0 is no cap")
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would authenticate nobody and guard nothing: web.auth would serve openly on a
+        # network address. Refused rather than replaced by a generated one: whoever wrote `token: ""`
+        # (or a template whose secret did not expand) meant a token, and hosts behind one address
+        # would each generate a different one. Whitespace around a token is dropped (a Bearer header's is).
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
+            raise ValueError("is empty: set a token, or remove web.token (on a network address a token "
+                             "is then generated and kept in web.token_file)")
+        return SecretStr(token)
 
 
 class RedisTlsConfig(_Model):
@@ -293,6 +310,12 @@ class Settings(_Model):
         if self.redis_tls.configured and not parse_redis_url(self.redis_url.get_secret_value()).tls:
             raise ValueError("redis_tls: the files are for TLS: use a rediss://, rediss+cluster:// or "
                              "rediss+sentinel:// URL")
+        return self
+
+    @model_validator(mode="after")
+    def _events_dir_is_its_own(self) -> Settings:
+        if (refusal := events_dir_refusal(self.events.dir, self.config_path)) is not None:
+            raise ValueError(refusal)
         return self
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from common.config import Settings
+from common.errors import ConfigError
 
 TOKEN_BYTES = 24  # 32 URL-safe characters
 
@@ -43,12 +44,17 @@ def token_file(settings: Settings) -> Path:
 
 
 def stored_token(path: Path) -> str | None:
-    """The token kept in `path`, or None when there is none yet."""
+    """The token kept in `path`, or None when there is none yet. A file that holds no token (empty,
+    or only whitespace) is a ConfigError: this module never writes one (the file appears whole), so
+    someone else put it there, meaning a token, and it is neither served without nor overwritten."""
     try:
         token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    return token or None
+    if not token:
+        raise ConfigError(f"web.token_file {path} holds no token (it is empty): write the token in it, "
+                          "or delete the file to have one generated")
+    return token
 
 
 def _create_token(path: Path) -> tuple[str, bool]:

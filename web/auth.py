@@ -23,9 +23,11 @@ def given_token(req: Request) -> str:
 def install(app: Flask, settings: Settings) -> None:
     """Require the token on every request but OPEN_PATHS; a no-op when no token is configured (or
     `web.auth: none`). `framecast web` fills in a generated token first (web.access)."""
-    token = settings.web.token.get_secret_value() if settings.web.token and settings.web.auth != "none" else None
-    if not token:
+    if settings.web.token is None or settings.web.auth == "none":
         return
+    token = settings.web.token.get_secret_value().strip()
+    if not token:  # WebConfig refuses one; settings built around it must not serve openly either
+        raise ValueError("web.token is empty: it would let every request in")
     expected = token.encode()
 
     @app.before_request

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from common.errors import ConfigError
 from common.service import add_common_args, fail, load_settings
 from common.startup import connect_checked
 from web.access import resolve_access, token_file
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     probe.close()
     try:
         settings, generated = resolve_access(settings)
+    except ConfigError as exc:  # a token file that holds no token
+        fail(exc)
     except OSError as exc:
         fail(f"cannot keep a generated web token in {token_file(settings)} ({exc.strerror}): set web.token, "
              "or web.token_file to a writable place")
