@@ -18,7 +18,7 @@ from common.errors import FramecastError
 from common.logs import setup_logging
 from common.service import EXIT_USAGE, add_common_args, load_settings
 from worker.offline.pool import DEFAULT_INFERENCE_THREADS, default_jobs, process_video
-from worker.offline.targets import Target, TargetError, check_targets
+from worker.offline.targets import Target, TargetError, check_targets, discard
 from worker.offline.video import iter_frames, mp4_writer_factory, open_video
 
 
@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + exc.signum
     finally:
         cap.release()
-        for target in targets:
-            target.discard()  # what is left of a run that did not commit; nothing after one that did
+        discard(targets)  # what is left of a run that did not commit; nothing after one that did
     rate = counts["frames"] / counts["seconds"] if counts["seconds"] else 0.0
     cpu_ms = counts["cpu_seconds"] * 1000 / counts["frames"] if counts["frames"] else 0.0
     print(f"framecast process: {counts['frames']} frames at {fps:g} fps in {counts['seconds']:.1f} s "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from contextlib import suppress
 from pathlib import Path
 
 from common.errors import FramecastError
@@ -40,8 +41,8 @@ def same_file(a: Path, b: Path) -> bool:
 
 class Target:
     """One output file: `path` is what to open for writing, `commit` moves it into place, `discard`
-    removes it. A regular file (or nothing yet) is written as `<name>.<random>.tmp` beside the file a
-    symlink points at, so the link is kept; a FIFO or character device (`/dev/stdout`) is written
+    (below) removes it. A regular file (or nothing yet) is written as `<name>.<random>.tmp` beside the
+    file a symlink points at, so the link is kept; a FIFO or character device (`/dev/stdout`) is written
     directly, when `streamable`, since there is nothing there to protect and nothing to rename over."""
 
     def __init__(self, option: str, path: Path, *, streamable: bool):
@@ -84,20 +85,33 @@ class Target:
             os.replace(self.path, self.final)
         self._committed = True
 
-    def discard(self) -> None:
-        """Remove what this run wrote (its temporary file and a video writer's `.part`), and the
-        directories `prepare` created if nothing else is in them. Does nothing after `commit`."""
+    def discard_files(self) -> None:
+        """Remove what this run wrote: its temporary file and a video writer's `.part` of it (nothing
+        after `commit`)."""
+        if not self._committed and not self.direct:
+            for leftover in (self.path, self.path.with_name(self.path.name + ".part")):
+                with suppress(FileNotFoundError, NotADirectoryError):  # never made, or no directory for it
+                    leftover.unlink()
+
+    def discard_dirs(self) -> None:
+        """Remove the directories `prepare` created, innermost first, while they are empty."""
         if self._committed:
             return
-        if not self.direct:
-            for leftover in (self.path, self.path.with_name(self.path.name + ".part")):
-                leftover.unlink(missing_ok=True)
         for directory in self._made_dirs:
             try:
                 directory.rmdir()
             except OSError:
                 break
         self._made_dirs = []
+
+
+def discard(targets: list[Target]) -> None:
+    """Undo what a run that did not commit left: every temporary file first, then the directories made
+    for them (one target's directory may hold another's file)."""
+    for target in targets:
+        target.discard_files()
+    for target in targets:
+        target.discard_dirs()
 
 
 def check_targets(source: Path, output: str, detections: str | None) -> tuple[Target, Target | None]:

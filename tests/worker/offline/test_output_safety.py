@@ -77,6 +77,8 @@ REFUSED = {
     "detections is a directory": (lambda w: ["-o", "out.mp4", "--detections", _directory(w, "ddir")],
                                   "--detections", "is a directory"),
     "output's directory is a file": (lambda w: ["-o", "in.avi/out.mp4"], "-o/--output", "not a directory"),
+    "output's directory is under a file": (lambda w: ["-o", "in.avi/x/out.mp4"], "-o/--output",
+                                           "cannot create the directory"),
 }
 
 
@@ -137,9 +139,31 @@ def test_a_run_that_fails_leaves_earlier_outputs_unchanged(work):
     assert _listing(work) == listing
 
 
-def test_an_interrupted_run_leaves_earlier_outputs_unchanged(tmp_path, sample_path):
-    """Ctrl-C half-way: the partial video is thrown away, not renamed over the earlier one (before: the
-    partial file replaced it and the run still reported its frames)."""
+def test_a_cluster_run_that_fails_leaves_earlier_outputs_unchanged(work, write_config):
+    """--via-redis without --camera fails once the targets are open (before: --detections truncated)."""
+    config = write_config([{"id": "c", "source": "pattern"}])
+    shas = _previous_outputs(work)
+    listing = _listing(work)
+    result = _run("in.avi", "-o", "out.mp4", "--detections", "out.jsonl", "--via-redis", "--config", config,
+                  cwd=work)
+    assert result.returncode == 2 and "--via-redis needs --camera" in result.stderr
+    assert {name: _sha(work / name) for name in shas} == shas
+    assert _listing(work) == listing
+
+
+def test_a_failing_run_removes_the_directories_it_made(work):
+    (work / "bad.tflite").write_bytes(b"not a model")
+    listing = _listing(work)
+    result = _run("in.avi", "-o", "new/deeper/out.mp4", "--detections", "new/out.jsonl", "--model", "bad.tflite",
+                  cwd=work)
+    assert result.returncode == 2 and "cannot load tflite model" in result.stderr
+    assert _listing(work) == listing
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_earlier_outputs_unchanged(tmp_path, sample_path, signum):
+    """Ctrl-C (or a kill) half-way: the partial video is thrown away, not renamed over the earlier one
+    (before: SIGINT renamed the partial file over it; SIGTERM left `out.mp4.part` behind)."""
     import cv2
 
     cap = cv2.VideoCapture(str(sample_path))
@@ -155,11 +179,11 @@ def test_an_interrupted_run_leaves_earlier_outputs_unchanged(tmp_path, sample_pa
             time.sleep(0.05)  # the video's first frame is being written once a new file shows
         assert proc.poll() is None, "finished before it could be interrupted"
         assert _listing(tmp_path) != listing
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + signum, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert {name: _sha(tmp_path / name) for name in shas} == shas
     assert _listing(tmp_path) == listing
