@@ -105,7 +105,9 @@ class StatsWriter:
             return True
         try:
             pipe.execute()
-        except (*CONNECTION_ERRORS, redis.exceptions.RedisError):  # an outage, or a key of the wrong type
+        # an outage (RedisClusterException, not a RedisError: no cluster node reachable), or a key of
+        # the wrong type
+        except (*CONNECTION_ERRORS, redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
             self.settle(taken, False)
             return False
         return True

@@ -6,8 +6,10 @@ import argparse
 import logging
 import os
 import socket
-import threading
 
+import redis
+
+from common import threads
 from common.connection import CONNECTION_ERRORS, ThrottledLog, describe_error, permanent_reason
 from common.keys import Keys
 from common.registry import deregister, heartbeat, member_id
@@ -45,20 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     keys = Keys(settings.key_prefix)
     publishers = [CameraPublisher(cam, settings, client, stop) for cam in cameras]
-    threads = [threading.Thread(target=p.run, name=f"camera-{p.camera.id}", daemon=True) for p in publishers]
-    for thread in threads:
-        thread.start()
+    running = [threads.start_thread(p.run, f"camera-{p.camera.id}", cam=p.camera.id) for p in publishers]
     me = member_id()
     log.info("producer started", extra={"cameras": [c.id for c in cameras], "redis": settings.redis_url_display})
     info = {"host": socket.gethostname(), "pid": os.getpid(), "cameras": [c.id for c in cameras],
             "sources": {c.id: c.source_kind for c in cameras}}
     ttl = HEARTBEAT_INTERVAL * 3
     refused = ThrottledLog(60.0)  # a password changed under a running producer: say so once a minute
-    while not stop.is_set() and any(t.is_alive() for t in threads):
+    while not stop.is_set() and any(t.is_alive() for t in running):
         try:
             fps = {p.camera.id: round(p.published_fps(), 2) for p in publishers}
-            heartbeat(client, keys, "producer", me, {**info, "fps": fps}, ttl)
-        except CONNECTION_ERRORS as exc:
+            heartbeat(client, keys, "producer", me, {**info, "fps": fps, "dead_threads": threads.dead()}, ttl)
+        except (*CONNECTION_ERRORS, redis.exceptions.RedisClusterException) as exc:  # no cluster node reachable
             reason = permanent_reason(exc)
             if reason is not None and refused.due(reason):
                 log.error("Redis refuses this producer: " + reason, extra={"error": describe_error(exc)})
@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.debug("heartbeat failed", extra={"error": describe_error(exc)})
         stop.wait(HEARTBEAT_INTERVAL)
     stop.set()
-    for thread in threads:
+    for thread in running:
         thread.join(timeout=5.0)
     try:
         deregister(client, keys, "producer", me)
-    except CONNECTION_ERRORS:
+    except (*CONNECTION_ERRORS, redis.exceptions.RedisClusterException):
         pass
     log.info("producer stopped", extra={"published": {p.camera.id: p.published for p in publishers}})
-    return 0
+    return threads.exit_code()  # 70 when a service thread died: its supervisor restarts the process

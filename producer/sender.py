@@ -27,9 +27,13 @@ from common.errors import EnvelopeError
 from common.groups import GroupBacklog, ensure_group, is_missing_key, read_backlog
 from common.keys import FRAME_FIELD, WORKER_GROUP
 from common.stats import CameraAccount
+from common.threads import start_thread
 from producer import metrics
 
 BACKLOG_POLL = 0.05  # seconds between consumer-group readings while the sender holds back
+# What a batch meets when Redis is away or refuses it: waited out with backoff. RedisClusterException
+# (no cluster node reachable at all) is no RedisError.
+OUTAGE = (*CONNECTION_ERRORS, redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 
 class FrameSender:
@@ -57,8 +61,7 @@ class FrameSender:
         self._group = GroupBacklog()
         self._last_id: bytes | None = None  # the newest entry this sender added
         self.sent = 0
-        self._thread = threading.Thread(target=self._run, name=f"sender-{account.cam}", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, f"sender-{account.cam}", cam=account.cam)
 
     # ---- the publisher's side ------------------------------------------------------------------------
     def submit(self, frame: Frame, wait: bool) -> bool:
@@ -129,6 +132,11 @@ class FrameSender:
                 continue
             try:
                 self._send(batch)
+            except Exception as exc:  # noqa: BLE001 - per batch: counted, logged, backed off; the thread goes on
+                self.account.count(metrics.DROPPED, len(batch), reason="error")
+                self.log.exception("frames not sent: unexpected error", extra={"frames": len(batch),
+                                                                               "error": describe_error(exc)})
+                self._pause(self._backoff.next_delay())
             finally:
                 with self._cond:
                     self._in_flight = 0
@@ -142,7 +150,7 @@ class FrameSender:
                 return
             try:
                 self._write(batch)
-            except (*CONNECTION_ERRORS, redis.exceptions.RedisError) as exc:
+            except OUTAGE as exc:
                 self._outage(exc)
                 if not self.backlog:
                     self.account.count(metrics.DROPPED, len(batch), reason="redis")
@@ -231,7 +239,8 @@ class FrameSender:
                 return False
             try:
                 self._observe(self.client.xinfo_groups(self.key))
-            except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            except (*CONNECTION_ERRORS, redis.exceptions.ResponseError,
+                    redis.exceptions.RedisClusterException) as exc:
                 # Only a missing stream means a reset: a failover's CLUSTERDOWN or READONLY is a
                 # ResponseError too, and is waited out like any outage.
                 if is_missing_key(exc):

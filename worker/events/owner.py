@@ -151,7 +151,7 @@ class CameraOwner:
                 log.info("tracking owner stopped", extra={"camera": cam, "published": self.published})
             else:
                 log.warning("tracking lease lost; another process owns the camera now", extra={"camera": cam})
-        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, redis.exceptions.RedisClusterException) as exc:
             # The lease runs out on its own; this process (or another) takes the camera again later.
             log.warning("tracking owner stopped by a redis error", extra={"camera": cam, "error": describe_error(exc)})
             self.lease.token = None
@@ -317,9 +317,7 @@ class CameraOwner:
                                                                                  "event": message.after["id"]})
             return
         for event_id in trimmed:
-            for path in (self.out.files.snapshot_path(self.cam.id, event_id),
-                         self.out.files.clip_path(self.cam.id, event_id)):
-                path.unlink(missing_ok=True)
+            self.out.files.delete_event(self.cam.id, event_id)
         self._count(message, counts)
         body = message.to_dict()
         if self.out.mqtt is not None:

@@ -128,7 +128,7 @@ class EventService:
         next turn."""
         try:
             work(*args)
-        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, redis.exceptions.RedisClusterException) as exc:
             if self._throttled.due(("redis", chore)):
                 log.warning("events stage: redis unavailable", extra={"chore": chore, "error": describe_error(exc)})
         except Exception as exc:  # noqa: BLE001 - per chore: nothing may stop the lease taking
