@@ -28,7 +28,8 @@ from pydantic import (
 from common.detectors import backend as detector_backend
 from common.detectors import backend_names
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
-from common.events_config import EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones
+from common.events_config import (EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones,
+                                  events_dir_refusal)
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
 from common.yamlfile import load_yaml
@@ -309,6 +310,12 @@ class Settings(_Model):
         if self.redis_tls.configured and not parse_redis_url(self.redis_url.get_secret_value()).tls:
             raise ValueError("redis_tls: the files are for TLS: use a rediss://, rediss+cluster:// or "
                              "rediss+sentinel:// URL")
+        return self
+
+    @model_validator(mode="after")
+    def _events_dir_is_its_own(self) -> Settings:
+        if (refusal := events_dir_refusal(self.events.dir, self.config_path)) is not None:
+            raise ValueError(refusal)
         return self
 
     @model_validator(mode="after")

@@ -8,7 +8,9 @@ change of resolution.
 
 from __future__ import annotations
 
+import pwd
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -127,6 +129,41 @@ class EventStorageConfig(_Model):
                                   "before it (a frame lost without a skip marker delays tracking this long)")
     detected_maxlen: int = Field(600, ge=10, le=100_000, description="entries kept in each event camera's "
                                  "detected stream (raw JPEGs with detections): what a new owner can catch up on")
+
+
+def resolve_events_dir(directory: str, config_path: str | None) -> Path:
+    """`events.dir` as a path: a relative one is relative to the config file's folder (as file sources
+    are), or to the working directory when there is no file."""
+    root = Path(directory).expanduser()
+    if root.is_absolute() or not config_path:
+        return root
+    return Path(config_path).resolve().parent / root
+
+
+def _homes() -> set[Path]:
+    homes = {Path.home()}
+    try:
+        homes.update(Path(entry.pw_dir) for entry in pwd.getpwall() if entry.pw_dir)
+    except OSError:  # no user database (some containers): the current user's home is still checked
+        pass
+    return {home.resolve() for home in homes}
+
+
+def events_dir_refusal(directory: str, config_path: str | None) -> str | None:
+    """Why `events.dir` must not be used, or None. Retention only ever deletes framecast's own files,
+    but a folder holding the config, the whole file system or someone's home is never a store of
+    videos: such a setting is a mistake (`dir: .`), refused at start-up rather than acted on."""
+    where = resolve_events_dir(directory, config_path).resolve()
+    config_dir = Path(config_path).resolve().parent if config_path else Path.cwd().resolve()
+    if where == config_dir:
+        return (f"events.dir: {directory!r} is the config file's own folder ({config_dir}); use a folder of "
+                "its own for snapshots and clips, e.g. 'events'")
+    if where == Path(where.anchor):
+        return f"events.dir: {directory!r} is the root of the file system; use a folder of its own, e.g. /var/lib/framecast/events"
+    if where in _homes():
+        return (f"events.dir: {directory!r} is a home directory ({where}); use a folder of its own inside it, "
+                "e.g. ~/framecast-events")
+    return None
 
 
 class MqttConfig(_Model):

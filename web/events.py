@@ -228,7 +228,7 @@ def _send_event_file(event_id: str, kind: str, mimetype: str):
     paths = EventPaths(events_root(st.settings))
     for cam in cameras_asked(st):
         path = paths.snapshot_path(cam, event_id) if kind == "snapshot" else paths.clip_path(cam, event_id)
-        if path.is_file():
+        if paths.readable(path):  # framecast's own file: never a symlink planted in the store
             try:
                 response = send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=0)
             except FileNotFoundError:  # retention deleted it just now

@@ -49,8 +49,7 @@ class Seeder:
         if snapshot:
             self.files.write_snapshot(cam, state["id"], jpeg_of(int(start) % 100, size=(320, 240)))
         if clip_frames:
-            path = self.files.clip_path(cam, state["id"])
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self.files.prepare_clip(cam, state["id"])
             write_clip(path, [(start + i / 10, jpeg_of(i, size=(320, 240))) for i in range(clip_frames)], fps=10)
         self.store.save(EventMessage("end" if clip_frames else "new", state, state))
         return state
@@ -204,9 +203,9 @@ def test_snapshot_and_clip_with_ranges(events_server, tmp_path):
     event = seed.event("cam1", 5000.0, clip_frames=30)
     snap = server.get(f"/api/events/{event['id']}/snapshot.jpg")
     assert snap.status == 200 and snap.getheader("Content-Type") == "image/jpeg"
-    assert snap.read() == (tmp_path / "events" / "cam1" / f"{event['id']}.jpg").read_bytes()
+    assert snap.read() == seed.files.snapshot_path("cam1", event["id"]).read_bytes()
 
-    clip_path = tmp_path / "events" / "cam1" / f"{event['id']}.mp4"
+    clip_path = seed.files.clip_path("cam1", event["id"])
     data = clip_path.read_bytes()
     url = f"/api/events/{event['id']}/clip.mp4"
     whole = server.get(url)

@@ -6,7 +6,7 @@
   cv2.VideoWriter (`write(image)`, `release()`).
 - `FrameBuffer`: one camera's recent frames (JPEG + capture time), bounded by seconds and bytes, from
   which `write_clip` cuts [start - pre_roll, end + post_roll] once the post-roll has been received.
-- `enforce_retention`: deletes the oldest event files first, by age and then by a total-size cap.
+(Retention, which deletes the oldest event files, is EventFiles.enforce_retention in recordings.py.)
 """
 
 from __future__ import annotations
@@ -94,39 +94,3 @@ def write_clip(path: str | os.PathLike, frames: Sequence[tuple[float, bytes]], *
     last = (written[-1] - written[-2]) if len(written) > 1 else 1.0 / fps
     return ClipInfo(out, len(written), written[-1] - written[0] + last, out.stat().st_size,
                     (time.perf_counter() - started) * 1000)
-
-
-def enforce_retention(root: str | os.PathLike, *, max_age: float, max_bytes: int,
-                      now: float | None = None) -> list[Path]:
-    """Delete event files under `root` (any depth) older than `max_age` seconds, then the oldest ones
-    until the rest fit in `max_bytes`. Files of one event (`<id>.mp4`, `<id>.jpg`) go together, dated
-    by their newest file. Returns what was deleted, oldest first."""
-    now = time.time() if now is None else now
-    groups: dict[Path, list[tuple[Path, os.stat_result]]] = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            file = Path(dirpath) / name
-            try:
-                stat = file.stat()
-            except FileNotFoundError:
-                continue
-            if name.endswith(".part") and now - stat.st_mtime < 3600:
-                continue  # being written
-            base = name[:-len(".part")] if name.endswith(".part") else name
-            stem = file.with_name(base.rsplit(".", 1)[0])  # event ids hold dots: only the suffix goes
-            groups.setdefault(stem, []).append((file, stat))
-    ordered = sorted(groups.values(), key=lambda files: max(s.st_mtime for _, s in files))
-    total = sum(s.st_size for files in ordered for _, s in files)
-    deleted: list[Path] = []
-    for files in ordered:
-        newest = max(s.st_mtime for _, s in files)
-        if now - newest <= max_age and total <= max_bytes:
-            break
-        for file, stat in files:
-            try:
-                file.unlink()
-                deleted.append(file)
-            except FileNotFoundError:
-                pass
-            total -= stat.st_size
-    return deleted

@@ -1,9 +1,7 @@
 """Clips: MP4s decoded back with PyAV (H.264, yuv420p, every frame at its capture time), the frame
-buffer and clip window, retention by age and size."""
+buffer and clip window (retention: test_storage_ownership.py)."""
 
 from __future__ import annotations
-
-import os
 
 import av
 import cv2
@@ -16,7 +14,6 @@ from worker.events.clips import (
     FrameBuffer,
     H264Writer,
     clip_window,
-    enforce_retention,
     write_clip,
 )
 
@@ -99,25 +96,3 @@ def test_frame_buffer_and_clip_window():
     for i in range(5):
         small.add(T0 + i, b"x" * 10)
     assert len(small) == 2 and small.bytes == 20
-
-
-def test_retention_deletes_oldest_first(tmp_path):
-    now = T0
-    cam = tmp_path / "door"
-    cam.mkdir()
-    made = []
-    for i in range(6):  # six events, one minute apart, 1000 + 200 bytes each
-        event_id = f"{T0 + i * 60:.6f}-abc{i}"
-        for suffix, size in ((".mp4", 1000), (".jpg", 200)):
-            path = cam / (event_id + suffix)
-            path.write_bytes(b"x" * size)
-            os.utime(path, (now - 600 + i * 60, now - 600 + i * 60))
-        made.append(event_id)
-    # The size cap: 6 x 1200 = 7200 bytes; under 5000 means the two oldest events go, both files each.
-    deleted = enforce_retention(tmp_path, max_age=3600, max_bytes=5000, now=now)
-    assert sorted({p.name.rsplit(".", 1)[0] for p in deleted}) == made[:2]
-    assert sorted(p.name.rsplit(".", 1)[0] for p in cam.glob("*.mp4")) == made[2:]
-    # Age: events older than 400 s go (the 3rd at -480 s, the 4th at -420 s; the 5th at -360 s stays).
-    deleted = enforce_retention(tmp_path, max_age=400, max_bytes=10**9, now=now)
-    assert sorted({p.name.rsplit(".", 1)[0] for p in deleted}) == made[2:4]
-    assert sorted(p.name for p in cam.iterdir()) == sorted(f"{e}{s}" for e in made[4:] for s in (".jpg", ".mp4"))
