@@ -19,10 +19,17 @@ from common.errors import FramecastError, SourceError
 from common.keys import Keys
 from common.logs import camera_logger
 from common.stats import CameraAccount, RateMeter
+from common.threads import service_thread
 from producer import metrics
 from producer.encoding import prepare_frame
 from producer.sender import FrameSender
 from producer.sources import Source, open_source
+
+# Re-opening a source, after a failed open or a connection that ended, waits base x 2^n seconds
+# (capped, jittered down by up to half), so a camera that drops every connection costs a bounded rate.
+RECONNECT_BASE_S = 0.5
+RECONNECT_CAP_S = 30.0
+RECONNECT_RESET_AFTER_S = 5.0  # a source that stayed open this long starts the schedule again
 
 
 class LatestFrame:
@@ -78,6 +85,8 @@ class CameraPublisher:
         self.run_id = time.time_ns()
         self.seq = 0
         self._published_rate = RateMeter()
+        self._reconnect = Backoff(base=RECONNECT_BASE_S, cap=RECONNECT_CAP_S)
+        self._opened_at: float | None = None
 
     @property
     def published(self) -> int:
@@ -85,20 +94,31 @@ class CameraPublisher:
         return self.sender.sent
 
     # ---- shared by both loops ------------------------------------------------------------------
-    def _open_source(self) -> bool:
-        """Open the source, retrying with backoff until it works or we are stopped."""
-        backoff = Backoff(base=0.5, cap=30.0)
+    def _open_source(self, reopening: bool = False) -> bool:
+        """Open the source, retrying with backoff until it works or we are stopped.
+
+        `reopening`: the source was open and has ended (a camera closed the connection). That waits
+        the backoff too, as a failed open does, so a camera that drops every connection costs a
+        bounded connection rate; the schedule starts again once a source stayed open a while. Every
+        attempt after the first is counted as a reconnect."""
+        delay = 0.0
+        if reopening:
+            if self._opened_at is not None and time.monotonic() - self._opened_at >= RECONNECT_RESET_AFTER_S:
+                self._reconnect.reset()
+            delay = self._reconnect.next_delay()
         while not self.stop.is_set():
+            if delay and self.stop.wait(delay):
+                return False
+            if reopening:
+                self.account.count(metrics.RECONNECTS)
             try:
                 self.source.open()
             except SourceError as exc:
                 self.account.set(metrics.UP, 0)
-                self.account.count(metrics.RECONNECTS)
-                delay = backoff.next_delay()
+                delay, reopening = self._reconnect.next_delay(), True
                 self.log.warning("source unavailable, retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
-                if self.stop.wait(delay):
-                    return False
                 continue
+            self._opened_at = time.monotonic()
             self.account.set(metrics.UP, 1)
             self.log.info("source opened", extra={"source": self.source.description, "native_fps": self.source.fps,
                                                   "jpeg_passthrough": self.source.raw_jpeg})
@@ -178,7 +198,7 @@ class CameraPublisher:
                 image = self.source.read()
             except SourceError as exc:
                 self.log.warning("source failed, reopening", extra={"error": str(exc)})
-                if not self._open_source():
+                if not self._open_source(reopening=True):
                     return
                 position, index, next_due = 0.0, 0, time.monotonic()
                 continue
@@ -195,10 +215,15 @@ class CameraPublisher:
 
     # ---- live sources: webcams and network streams ------------------------------------------------
     def _capture(self, slot: LatestFrame) -> None:
-        """Body of a live source's capture thread: read as fast as the source delivers."""
+        """Body of a live source's capture thread: read as fast as the source delivers.
+
+        A connection that ends is reopened on the backoff schedule; a frame the source refuses
+        (over the envelope limit, not a JPEG) is dropped and counted, and the connection kept."""
+        reopening = False
         while not self.stop.is_set():
-            if not self._open_source():
+            if not self._open_source(reopening):
                 return
+            reopening = True
             while not self.stop.is_set():
                 try:
                     image = self.source.read()
@@ -207,6 +232,10 @@ class CameraPublisher:
                     self.log.warning("source failed, reconnecting", extra={"error": str(exc)})
                     self.source.close()
                     break
+                except FramecastError as exc:
+                    self.account.count(metrics.DROPPED, reason="encode")
+                    self.log.warning("frame discarded", extra={"error": str(exc)})
+                    continue
                 if image is None:
                     break
                 self._captured()
@@ -214,8 +243,7 @@ class CameraPublisher:
 
     def _run_live(self) -> None:
         slot = LatestFrame()
-        capture = threading.Thread(target=self._capture, args=(slot,), name=f"capture-{self.camera.id}",
-                                   daemon=True)
+        capture = service_thread(self._capture, f"capture-{self.camera.id}", cam=self.camera.id, args=(slot,))
         capture.start()
         min_interval = 1.0 / self.camera.fps
         last_publish = 0.0

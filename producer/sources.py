@@ -7,11 +7,14 @@ capture thread. Every error is a SourceError whose message never contains creden
 A source whose stream is Motion-JPEG (MJPEG files, HTTP MJPEG cameras) is read without decoding:
 `read` returns the camera's own JPEG as a `SourceJpeg`, which the publisher forwards as it is when no
 resize is needed (`jpeg_passthrough`), so such a camera costs no decode and no encode here.
+An http(s) MJPEG camera is read by framecast's own multipart reader (producer.multipart), which
+holds no part larger than a frame can be; other streams go through FFmpeg.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import assets
+from common import assets, jpeg
 from common.config import CameraConfig
 from common.errors import AssetError, SourceError
 from common.redaction import redact_url
+from producer.multipart import MjpegStream, open_mjpeg
 from producer.pattern import render_pattern
 
 # FFmpeg and OpenCV may print a stream URL (with credentials) in their own warnings: keep them quiet.
@@ -30,6 +34,9 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 NETWORK_TIMEOUT_MS = 5000
 _MJPEG = int.from_bytes(b"MJPG", "little")
+# An HTTP MJPEG camera's frame is decoded here only when passthrough is off; a header claiming more
+# pixels than this (the workers' default max_frame_pixels, 8K) is refused before decoding.
+MAX_DECODE_PIXELS = 33_177_600
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +191,46 @@ class DeviceSource(_CaptureSource):
 
 
 class UrlSource(_CaptureSource):
-    """A network stream (RTSP, HTTP MJPEG, HLS...) through OpenCV's FFmpeg backend."""
+    """A network stream: an http(s) multipart MJPEG camera through producer.multipart, anything
+    else (RTSP, HLS, other HTTP bodies) through OpenCV's FFmpeg backend."""
 
     live = True
 
     def __init__(self, url: str, passthrough: bool = False):
         super().__init__(passthrough)
         self._url = url
+        self._mjpeg: MjpegStream | None = None
+
+    def open(self) -> None:
+        self.close()
+        if urllib.parse.urlsplit(self._url).scheme.lower() in ("http", "https"):
+            stream = open_mjpeg(self._url, NETWORK_TIMEOUT_MS / 1000, self.description)
+            if stream is not None:
+                self._mjpeg, self.fps, self.raw_jpeg = stream, None, self.passthrough
+                return
+        super().open()
+
+    def read(self) -> Image | None:
+        """The next frame; also producer.multipart.OversizedPart, or JpegError (passthrough off), for
+        one part the camera sent that cannot be a frame: the connection stays usable."""
+        stream = self._mjpeg
+        if stream is None:
+            return super().read()
+        data = stream.read()
+        return SourceJpeg(data) if self.raw_jpeg else jpeg.decode(data, max_pixels=MAX_DECODE_PIXELS)
+
+    def skip(self) -> bool:
+        stream = self._mjpeg
+        if stream is None:
+            return super().skip()
+        stream.read()
+        return True
+
+    def close(self) -> None:
+        stream, self._mjpeg = self._mjpeg, None
+        if stream is not None:
+            stream.close()
+        super().close()
 
     @property
     def description(self) -> str:
