@@ -26,6 +26,7 @@ import redis
 
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.text import as_str
+from common.threads import service_thread
 from web.keyfaults import BrokenKeyError, reading
 
 READ_BLOCK_MS = 1000  # short, so a stopped or retired reader ends promptly
@@ -99,7 +100,7 @@ class StreamReader:
         self._followers: set[Follower] = set()
         self._last_follower_left = time.monotonic()
         self.retired = False
-        self.thread = threading.Thread(target=self._run, name=f"follow-{key}", daemon=True)
+        self.thread = service_thread(self._run, f"follow-{key}", cam=cam)
 
     def add(self, follower: Follower) -> bytes | str | None:
         """Add a follower; where the reader stands (the follower gets every entry after it), or None
