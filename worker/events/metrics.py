@@ -16,6 +16,10 @@ ACQUIRED = Counter("framecast_tracker_acquired_total", "Times this process took 
                    ["camera"])
 ORPHANS_ENDED = Counter("framecast_tracker_orphans_ended_total",
                         "Open events of a previous owner that this one ended on taking over", ["camera"])
+ERRORS = Counter("framecast_events_errors_total",
+                 "Errors the events stage survived, by chore: lease (taking a camera), owner (its tracking failed: "
+                 "the lease is given up and taken again after a backoff), render (a frame published unannotated) "
+                 "and retention", ["camera", "chore"])
 MQTT_MESSAGES = Counter("framecast_mqtt_messages_total",
                         "MQTT messages by outcome: queued, handed to the client (sent, resent by it after a "
                         "reconnect until the broker acknowledges them) or dropped (the queue was full)",

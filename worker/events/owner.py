@@ -248,8 +248,20 @@ class CameraOwner:
         self._renew_at = time.monotonic() + self.storage.lease_ttl / 3
 
     # ---- outputs --------------------------------------------------------------------------------
-    def _render(self, record: Record, tracked: list[list]) -> bytes:
-        """The annotated JPEG: boxes tagged `label #id score`, and the overlay when enabled."""
+    def _render(self, record: Record, tracked: list[list]) -> bytes | None:
+        """The annotated JPEG: boxes tagged `label #id score`, and the overlay when enabled. A frame
+        that cannot be drawn on (its JPEG does not decode) is published as it came (None), counted
+        and logged: one bad frame never stops the camera's tracking."""
+        try:
+            return self._draw(record, tracked)
+        except Exception as exc:  # noqa: BLE001 - per frame
+            metrics.ERRORS.labels(self.cam.id, "render").inc()
+            log.warning("frame published unannotated: it could not be drawn on",
+                        extra={"camera": self.cam.id, "run": record.run, "seq": record.seq,
+                               "error": describe_error(exc)})
+            return None
+
+    def _draw(self, record: Record, tracked: list[list]) -> bytes:
         image = jpeg.decode(record.jpeg)
         out = draw_detections(image, [Detection.from_list(d[:7]) for d in tracked], [d[7] for d in tracked])
         if self.cam.overlay:

@@ -23,7 +23,6 @@ import threading
 import time
 
 import redis
-from prometheus_client import Counter
 
 from common import threads
 from common.config import CameraConfig, Settings
@@ -31,6 +30,7 @@ from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe
 from common.event_files import events_root
 from common.keys import Keys
 from worker.events.lease import Lease
+from worker.events.metrics import ERRORS
 from worker.events.mqtt import MqttPublisher
 from worker.events.owner import CameraOwner, Outputs
 from worker.events.recordings import ClipWriter, EventFiles
@@ -41,11 +41,6 @@ log = logging.getLogger("framecast.events")
 
 POLL_INTERVAL = 1.0  # seconds between attempts to take the leases of cameras not owned here
 RETENTION_INTERVAL = 60.0
-
-ERRORS = Counter("framecast_events_errors_total",
-                 "Errors the events stage survived, by chore: lease (taking a camera), owner (its tracking "
-                 "failed: the lease is given up and taken again after a backoff) and retention",
-                 ["camera", "chore"])
 
 
 class EventService:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from common.config import CameraConfig, DetectionConfig
+from common.threads import service_thread
 from worker.offline.output import AnnotatedOutput, InOrderWriter
 
 # Measured on a 2-core Xeon with the machine to itself (README, benchmark 5; load 0.4-1.1): 3 detector
@@ -89,9 +90,10 @@ def process_video(frames: Iterator[np.ndarray | None], writer_factory, fps: floa
             except Exception as exc:  # one bad frame must not end the job  # noqa: BLE001
                 events.put(("done", index, image, [], f"{type(exc).__name__}: {exc}"))
 
-    threads = [threading.Thread(target=read, name="process-reader", daemon=True)]
-    threads += [threading.Thread(target=detect, args=(p,), name=f"process-detector-{i}", daemon=True)
-                for i, p in enumerate(processors)]
+    # Service threads: one that dies in spite of its per-frame handling ends the command with 70
+    # instead of leaving the main thread waiting for its events for ever.
+    threads = [service_thread(read, "process-reader")]
+    threads += [service_thread(detect, f"process-detector-{i}", args=(p,)) for i, p in enumerate(processors)]
     writer = InOrderWriter(AnnotatedOutput(writer_factory, fps, jsonl, total))
     for thread in threads:
         thread.start()
