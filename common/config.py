@@ -232,7 +232,8 @@ class WebConfig(_Model):
     token_file: str | None = Field(None, description="where a generated token is kept (default: "
                                    "$XDG_STATE_HOME/framecast/web-token, else ~/.local/state/framecast/web-token)")
     no_signal_after: float = Field(3.0, gt=0, description="seconds without frames before 'no signal'")
-    reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader lives after its last viewer")
+    reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader (MJPEG, or a followed stream's) "
+                                 "lives after its last viewer or follower")
     stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
     write_timeout: float = Field(15.0, gt=0, description="seconds a viewer may stall a write before it is dropped")
     max_streams_per_client: int = Field(64, ge=0, description="MJPEG streams one client address may hold open "
