@@ -129,8 +129,8 @@ class EventService:
         except Exception as exc:  # noqa: BLE001 - per chore: nothing may stop the lease taking
             ERRORS.labels(cam or "", chore).inc()
             if self._throttled.due((chore, cam, type(exc))):
-                log.error(f"events stage: {chore} failed; trying again on its next turn",
-                          extra={"camera": cam, "chore": chore, "error": describe_error(exc)}, exc_info=True)
+                extra = {"chore": chore, "error": describe_error(exc), **({"camera": cam} if cam else {})}
+                log.error(f"events stage: {chore} failed; trying again on its next turn", extra=extra, exc_info=True)
 
     def _acquire(self, cam: CameraConfig) -> None:
         """Take `cam`'s lease if no owner thread of this process runs it and it is free."""
