@@ -25,6 +25,7 @@ from common.errors import FramecastError, SourceError
 MAX_PART_BYTES = MAX_ENVELOPE_BYTES  # a larger JPEG can never be published
 MAX_LINE_BYTES = 8192  # one header or boundary line
 MAX_HEADERS = 64  # lines in one part's header block
+MAX_REDIRECTS = 3
 _READ_BYTES = 256 * 1024  # per recv: a 16 MiB part is ~64 of them
 _SNIFF_BYTES = 64  # what tells an MJPEG body served under another Content-Type
 
@@ -37,32 +38,27 @@ def open_mjpeg(url: str, timeout: float, name: str) -> MjpegStream | None:
     """Connect to an http(s) camera; its MjpegStream, or None when the body is not multipart (the
     caller hands the URL to FFmpeg). `name` is the redacted description used in errors.
 
-    Credentials in the URL are sent as Basic auth, or as Digest when the camera asks for it. TLS
-    certificates are not verified, as FFmpeg's default (tls_verify=0) did before: cameras mostly
-    present self-signed ones."""
-    parts = urllib.parse.urlsplit(url)
-    path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")) or "/"
-    user = urllib.parse.unquote(parts.username) if parts.username else None
-    password = urllib.parse.unquote(parts.password or "") if parts.username else None
-    headers = {"User-Agent": "framecast", "Accept": "multipart/x-mixed-replace, image/jpeg, */*"}
-    if user is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    try:
-        conn, sock, response = _request(parts, path, headers, timeout)
-        if response.status == 401 and user is not None:
-            challenge = response.getheader("WWW-Authenticate") or ""
-            response.close()
-            conn.close()
-            digest = _digest_authorization(url, challenge, user, password)
-            if digest is None:
-                raise SourceError(f"{name} refused the credentials (HTTP 401): check the user and password")
-            conn, sock, response = _request(parts, path, {**headers, "Authorization": digest}, timeout)
-    except (OSError, http.client.HTTPException) as exc:
-        raise SourceError(f"cannot open {name}: {_reason(exc)}") from None
+    Credentials in the URL are sent as Basic auth, or as Digest when the camera asks for it; up to
+    MAX_REDIRECTS redirects are followed (credentials only where the Location is relative). TLS certificates are
+    not verified, as with FFmpeg's default (tls_verify=0) before: cameras mostly present self-signed
+    ones."""
+    for _ in range(MAX_REDIRECTS + 1):
+        conn, sock, response = _connect(url, timeout, name)
+        location = response.getheader("Location")
+        if response.status not in (301, 302, 303, 307, 308) or not location:
+            break
+        response.close()
+        conn.close()
+        url = urllib.parse.urljoin(url, location)  # an absolute Location carries no credentials
+        if not url.lower().startswith(("http://", "https://")):
+            raise SourceError(f"{name} redirects to a URL that is not http(s)")
+    else:
+        raise SourceError(f"{name} redirects more than {MAX_REDIRECTS} times")
     if response.status != 200:
         response.close()
         conn.close()
-        raise SourceError(f"cannot open {name}: HTTP {response.status} {response.reason}".rstrip())
+        hint = ": add the user and password to the URL" if response.status == 401 else ""
+        raise SourceError(f"cannot open {name}: HTTP {response.status} {response.reason}".rstrip() + hint)
     ctype = response.getheader("Content-Type") or ""
     boundary = _boundary_param(ctype)
     stream = MjpegStream(conn, sock, response, boundary, name)
@@ -76,6 +72,33 @@ def open_mjpeg(url: str, timeout: float, name: str) -> MjpegStream | None:
         return stream
     stream.close()
     return None
+
+
+def _connect(url: str, timeout: float, name: str):
+    """(connection, socket, response) of one GET, answering a Digest challenge once."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")) or "/"
+        user = urllib.parse.unquote(parts.username) if parts.username else None
+        password = urllib.parse.unquote(parts.password or "") if parts.username else None
+        headers = {"User-Agent": "framecast", "Accept": "multipart/x-mixed-replace, image/jpeg, */*"}
+        if user is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        conn, sock, response = _request(parts, path, headers, timeout)
+        if response.status == 401 and user is not None:
+            challenge = response.getheader("WWW-Authenticate") or ""
+            response.close()
+            conn.close()
+            digest = _digest_authorization(url, challenge, user, password)
+            if digest is None:
+                raise SourceError(f"{name} refused the credentials (HTTP 401): check the user and password")
+            conn, sock, response = _request(parts, path, {**headers, "Authorization": digest}, timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        raise SourceError(f"cannot open {name}: {_reason(exc)}") from None
+    except ValueError:  # its message may quote the URL: say what to fix instead
+        raise SourceError(f"cannot open {name}: the URL's host or port is invalid") from None
+    return conn, sock, response
 
 
 def _request(parts: urllib.parse.SplitResult, path: str, headers: dict, timeout: float):

@@ -14,7 +14,6 @@ holds no part larger than a frame can be; other streams go through FFmpeg.
 from __future__ import annotations
 
 import os
-import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +202,7 @@ class UrlSource(_CaptureSource):
 
     def open(self) -> None:
         self.close()
-        if urllib.parse.urlsplit(self._url).scheme.lower() in ("http", "https"):
+        if self._url.lower().startswith(("http://", "https://")):
             stream = open_mjpeg(self._url, NETWORK_TIMEOUT_MS / 1000, self.description)
             if stream is not None:
                 self._mjpeg, self.fps, self.raw_jpeg = stream, None, self.passthrough

@@ -158,6 +158,19 @@ def test_basic_credentials_are_sent_and_never_in_errors():
     assert "401" in str(err.value) and "hunter2" not in str(err.value) and "admin" not in str(err.value)
 
 
+def test_a_relative_redirect_is_followed_with_the_credentials():
+    def auth(handler):
+        if handler.path == "/old":
+            handler.send_response(302)
+            handler.send_header("Location", "/video.mjpg")
+            handler.end_headers()
+            return False
+        return handler.headers.get("Authorization") == "Basic " + base64.b64encode(b"u:p").decode()
+
+    body = b"".join(part(j) for j in JPEGS)
+    assert [g.data for g in read_parts(camera(lambda w: w(body), auth=auth), 3, "/old", "u:p@")] == JPEGS
+
+
 def test_digest_credentials_answer_the_challenge():
     realm, nonce = "cam", "abc123"
 
