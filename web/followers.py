@@ -27,6 +27,7 @@ import redis
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.text import as_str
 from common.threads import service_thread
+from web import metrics
 from web.keyfaults import BrokenKeyError, reading
 
 READ_BLOCK_MS = 1000  # short, so a stopped or retired reader ends promptly
@@ -137,6 +138,13 @@ class StreamReader:
         """The reader's thread: XREAD BLOCK after `last`; Redis failures are waited out with backoff (the
         followers stay, and get what was written meanwhile); a key Redis refuses ends its followers."""
         backoff = Backoff(base=0.2, cap=5.0)
+        metrics.FOLLOW_READERS.inc()
+        try:
+            self._read(backoff)
+        finally:
+            metrics.FOLLOW_READERS.dec()
+
+    def _read(self, backoff: Backoff) -> None:
         while not self._stopped() and not self._retire_if_idle():
             try:
                 with reading(self.key, self.cam):
@@ -190,6 +198,7 @@ class Followers:
         own thread; closing the generator unsubscribes."""
         follower = Follower(starts)
         joined: dict[str, StreamReader] = {}
+        metrics.FOLLOWERS.inc()
         try:
             backlog: list[Entry] = []
             for key, start in starts.items():
@@ -204,8 +213,10 @@ class Followers:
                 batch = follower.take(timeout=FOLLOW_WAIT_S)
                 yield from batch if batch else (None,)
             if follower.reason:
+                metrics.FOLLOWERS_DROPPED.inc()
                 log.warning("a follower was dropped", extra={"keys": list(starts), "reason": follower.reason})
         finally:
+            metrics.FOLLOWERS.dec()
             for reader in joined.values():
                 reader.remove(follower)
 

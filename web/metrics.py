@@ -30,6 +30,13 @@ BYTES_OUT = Counter("framecast_web_bytes_out_total", "MJPEG bytes handed to view
 NO_SIGNAL = Counter("framecast_web_no_signal_total", "Times a camera's feed went to 'no signal'", ["camera"])
 READ_ERRORS = Counter("framecast_web_stream_read_errors_total",
                       "Failed reads of a camera's stream (Redis unavailable or restarting)", ["camera"])
+FOLLOWERS = Gauge("framecast_web_followers", "Followed feeds open (/api/events/feed, detections?follow=1)",
+                  multiprocess_mode="livesum")
+FOLLOW_READERS = Gauge("framecast_web_follow_readers",
+                       "Redis readers behind followed feeds (one per followed stream per process)",
+                       multiprocess_mode="livesum")
+FOLLOWERS_DROPPED = Counter("framecast_web_followers_dropped_total",
+                            "Followers dropped for falling too far behind, or for a stream Redis refuses")
 
 
 SEND_WINDOW = 100

@@ -50,6 +50,11 @@ def test_hundreds_of_followers_leave_redis_to_the_other_routes(web_process, redi
             body = answer.read()
             assert answer.status == 200, (path, answer.status, body[:300])
         in_use = _redis_clients(redis_client) - before
+        figures = dict(line.rsplit(" ", 1) for line in server.get("/metrics").read().decode().splitlines()
+                       if line.startswith(("framecast_web_followers ", "framecast_web_follow_readers ")))
+        # One reader per followed stream: cam1's and cam2's event feeds, cam1's detections.
+        assert {name: float(value) for name, value in figures.items()} == {
+            "framecast_web_followers": FOLLOWERS, "framecast_web_follow_readers": 3}
         assert in_use <= 20, f"the web process holds {in_use} Redis connections for {FOLLOWERS} followers"
         # Events and detections written now reach every one of their followers, in order.
         feed_ids = [redis_client.xadd(KEYS.eventfeed(cam), {EVENT_FIELD: json.dumps(_message(n))}).decode()
