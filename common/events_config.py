@@ -14,13 +14,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Event ids: capture time of the first sighting, then a random suffix (Frigate's form). Safe as file
 # names and URL parts; the web tier checks ids against this before touching the disk.
 EVENT_ID_RE = re.compile(r"^[0-9]{1,12}\.[0-9]{6}-[0-9a-f]{6}$")
 EVENT_TYPES = ("new", "update", "end")
+
+# Bounds of one camera's zones and lines. Every tracked object is tested against every zone and line
+# on every frame, and every event message recounts them, on the owner's one loop: `python -m
+# bench.zones` measured the cost (README, Events). 10,000 zones starved the owner of its lease.
+MAX_ZONES = 100
+MAX_LINES = 100
+MAX_ZONE_POINTS = 32
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
@@ -43,7 +50,7 @@ class ZoneConfig(_Model):
     """A named polygon; an object is in it when the bottom centre of its box is."""
 
     name: Name = Field(description="1-64 of A-Z a-z 0-9 _ -")
-    points: list[Point] = Field(min_length=3, max_length=100,
+    points: list[Point] = Field(min_length=3, max_length=MAX_ZONE_POINTS,
                                 description="polygon corners as [x, y] fractions of the frame")
     labels: list[str] = Field(default_factory=list, description="labels this zone counts; empty counts all")
 
@@ -89,8 +96,22 @@ def _unique_names(kind: str):
     return check
 
 
-Zones = Annotated[list[ZoneConfig], AfterValidator(_unique_names("zone"))]
-Lines = Annotated[list[LineConfig], AfterValidator(_unique_names("line"))]
+def _at_most(limit: int, kind: str):
+    def check(items):
+        # Before the items are validated: 10,000 of them are refused without building 10,000 models.
+        if isinstance(items, list | tuple) and len(items) > limit:
+            raise ValueError(f"{len(items)} {kind}s; at most {limit} per camera (each one costs the tracking "
+                             f"owner time for every object in every frame): merge {kind}s, or split the "
+                             "camera's picture between cameras")
+        return items
+
+    return check
+
+
+Zones = Annotated[list[ZoneConfig], BeforeValidator(_at_most(MAX_ZONES, "zone")),
+                  AfterValidator(_unique_names("zone"))]
+Lines = Annotated[list[LineConfig], BeforeValidator(_at_most(MAX_LINES, "line")),
+                  AfterValidator(_unique_names("line"))]
 
 
 class EventsConfig(_Model):

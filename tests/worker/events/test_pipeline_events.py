@@ -21,6 +21,7 @@ import pytest
 import redis
 import yaml
 
+from common.event_files import EventPaths
 from common.keys import DETECTIONS_FIELD, EVENT_FIELD, FRAME_FIELD, Keys
 from common.text import as_str
 from tests.ledger import detection_ids, stream_entries
@@ -206,7 +207,7 @@ def test_sample_clip_events_snapshots_clips_and_stable_counts(pipeline, redis_ur
 
     # Snapshots decode; clips are H.264 and span the frames captured from pre-roll before the event
     # to post-roll after it (timestamps are capture times: a loaded machine's uneven gaps show as such).
-    root = pipeline.tmp / "events" / CAM
+    root = EventPaths(pipeline.tmp / "events").camera_dir(CAM)
     pipeline.wait(lambda: all((root / f"{e['id']}.mp4").exists() for e in evs), 60, "every ended event's clip")
     captured = sorted(r["ts"] / 1e9 for r in recs)
     for event in evs:
