@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from common import threads
 from common.connection import CONNECTION_ERRORS, describe_error, is_writable_primary
 from web import metrics as web_metrics
 from web.state import state
@@ -22,8 +23,13 @@ def healthz():
 @bp.route("/readyz")
 def readyz():
     """200 when Redis answers and every configured camera has a fresh annotated frame and readable
-    keys; else 503 naming the cameras and, for a broken key, the key and Redis's reply."""
+    keys; else 503 naming the cameras and, for a broken key, the key and Redis's reply. A service
+    thread of this process that died (it is exiting with 70) makes it 503 at once, whatever else holds."""
     st = state()
+    if not threads.healthy():
+        dead = threads.dead()
+        return jsonify(ready=False, dead_threads=dead, message="a service thread died ("
+                       + ", ".join(d["thread"] for d in dead) + "); this web process is exiting to be restarted"), 503
     try:
         st.client.ping()
     except CONNECTION_ERRORS as exc:
