@@ -28,8 +28,15 @@ from pydantic import (
 from common.detectors import backend as detector_backend
 from common.detectors import backend_names
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
-from common.events_config import (EventsConfig, EventStorageConfig, Lines, MqttConfig, WebhookConfig, Zones,
-                                  events_dir_refusal)
+from common.events_config import (
+    EventsConfig,
+    EventStorageConfig,
+    Lines,
+    MqttConfig,
+    WebhookConfig,
+    Zones,
+    events_dir_refusal,
+)
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
 from common.yamlfile import load_yaml
