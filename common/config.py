@@ -25,9 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from common.camera_id import CAMERA_ID_RE, validate_camera_id
 from common.detectors import backend as detector_backend
 from common.detectors import backend_names
-from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
+from common.errors import ConfigError, UnknownCameraError
 from common.events_config import (
     EventsConfig,
     EventStorageConfig,
@@ -41,7 +42,6 @@ from common.redaction import redact_url
 from common.redis_url import parse_redis_url
 from common.yamlfile import load_yaml
 
-CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_CONFIG_FILE = "cameras.yaml"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -63,15 +63,6 @@ ENV_VARS: dict[str, str] = {
     "FRAMECAST_MAX_FRAME_AGE": "worker.max_frame_age",
     "FRAMECAST_EVENTS_DIR": "events.dir",
 }
-
-
-def validate_camera_id(camera_id: str) -> str:
-    """Return camera_id if it is a valid id, else raise InvalidCameraIdError. Called by every entry point."""
-    if not isinstance(camera_id, str) or not CAMERA_ID_RE.match(camera_id):
-        raise InvalidCameraIdError(
-            f"invalid camera id {str(camera_id)[:80]!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
-        )
-    return camera_id
 
 
 class _Model(BaseModel):

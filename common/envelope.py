@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from common.config import CAMERA_ID_RE
+from common.camera_id import CAMERA_ID_RE
 from common.errors import EnvelopeError
 
 VERSION = 1

@@ -16,7 +16,8 @@ import re
 import stat
 from pathlib import Path
 
-from common.config import CAMERA_ID_RE, Settings, validate_camera_id
+from common.camera_id import CAMERA_ID_RE, validate_camera_id
+from common.config import Settings
 from common.events_config import EVENT_ID_RE, resolve_events_dir
 from common.events_store import validate_event_id
 

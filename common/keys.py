@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.config import validate_camera_id
+from common.camera_id import validate_camera_id
 
 # Field name of the single field in every frame stream entry.
 FRAME_FIELD = b"f"

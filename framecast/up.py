@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import Settings, load_config, validate_camera_id
+from common.camera_id import validate_camera_id
+from common.config import Settings, load_config
 from common.errors import FramecastError
 from common.service import fail
 from framecast.supervisord import Layout, WorkerGroup, render, worker_ports

@@ -1,6 +1,7 @@
 import pytest
 
-from common.config import load_config, validate_camera_id
+from common.camera_id import validate_camera_id
+from common.config import load_config
 from common.errors import ConfigError, InvalidCameraIdError, UnknownCameraError
 
 
