@@ -19,7 +19,7 @@ import yaml
 from common import assets, envelope
 from common.envelope import Frame
 from common.keys import FRAME_FIELD, Keys
-from framecast.redis_server import RedisServer, free_port
+from testsupport.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMECAST = [sys.executable, "-m", "framecast"]

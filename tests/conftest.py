@@ -10,7 +10,7 @@ import redis
 import yaml
 
 from common.keys import Keys
-from framecast.redis_server import RedisServer
+from testsupport.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.topologies"]  # Redis Cluster and Sentinel fixtures

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from framecast.redis_topologies import ClusterServers, SentinelServers
+from testsupport.redis_topologies import ClusterServers, SentinelServers
 
 CLUSTER_PASSWORD = "cluster-pw"
 SENTINEL_PASSWORD = "sentinel-pw"

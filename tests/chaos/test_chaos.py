@@ -29,7 +29,6 @@ from common.config import StreamLimits
 from common.connection import connect
 from common.keys import FRAME_FIELD, Keys
 from common.stats import StatsField
-from framecast.redis_server import RedisServer, free_port
 from tests.deploy.test_topologies_e2e import (
     WEB_TOKEN,
     WORKER_SETTINGS,
@@ -40,6 +39,7 @@ from tests.deploy.test_topologies_e2e import (
     _wait_flowing,
 )
 from tests.ledger import BacklogLedger, LiveBalance, wait_drained
+from testsupport.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.chaos
 

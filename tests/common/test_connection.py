@@ -14,7 +14,7 @@ from common.keys import Keys
 from common.redis_url import parse_redis_url
 from common.registry import deregister, heartbeat, live_members, member_id
 from common.stats import StatsWriter, read_stats
-from framecast.redis_server import RedisServer, free_port
+from testsupport.redis_server import RedisServer, free_port
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from common.config import load_config
 from common.connection import ThrottledLog, connect, connect_to, permanent_reason
 from common.keys import Keys
 from common.registry import live_members
-from framecast.redis_server import RedisServer, free_port, redis_binary
 from tests.conftest import REPO
+from testsupport.redis_server import RedisServer, free_port, redis_binary
 
 PASSWORD = "s3cr3t-pw"
 WRONG = "not-the-pw-4711"

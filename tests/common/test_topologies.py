@@ -16,9 +16,9 @@ from common.connection import CONNECTION_ERRORS, connect, is_cluster, is_writabl
 from common.keys import FRAME_FIELD, Keys
 from common.registry import deregister, heartbeat, live_members
 from common.stats import StatsWriter, read_stats
-from framecast.redis_topologies import HOST, wait_until
 from producer.publisher import CameraPublisher
 from tests.topologies import CLUSTER_PASSWORD, DATA_PASSWORD
+from testsupport.redis_topologies import HOST, wait_until
 
 KEYS = Keys("fc")
 IMAGE = np.zeros((48, 64, 3), np.uint8)

@@ -21,8 +21,8 @@ import pytest
 import redis
 import yaml
 
-from framecast.redis_server import RedisServer, free_port, redis_binary
 from tests.conftest import REPO
+from testsupport.redis_server import RedisServer, free_port, redis_binary
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 import yaml
 
-from framecast.redis_server import RedisServer
 from tests.conftest import REPO
+from testsupport.redis_server import RedisServer
 
 OVERRIDE = REPO / "deploy" / "redis" / "docker-compose.acl.yml"
 ROLE_OF = {"producer": "producer", "worker": "worker", "worker-busy": "worker", "worker-gpu": "worker",

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from framecast.redis_server import free_port
 from tests.conftest import REPO
+from testsupport.redis_server import free_port
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]
 

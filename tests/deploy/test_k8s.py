@@ -27,9 +27,9 @@ from common.config import ENV_VARS, load_config
 from common.envelope import Frame
 from common.keys import FRAME_FIELD, WORKER_GROUP, Keys
 from framecast.cli import SUBCOMMANDS
-from framecast.redis_server import free_port, redis_binary
 from framecast.supervisord import redis_maxmemory
 from tests.conftest import REPO
+from testsupport.redis_server import free_port, redis_binary
 
 K8S = REPO / "deploy" / "k8s"
 # The Kubernetes version the manifests are written for (kubernetes-validate ships 1.25-1.37 schemas).

@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 
-from framecast.redis_server import free_port
 from tests.conftest import REPO
+from testsupport.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -34,10 +34,10 @@ from redis.crc import key_slot
 from common.connection import connect
 from common.keys import Keys
 from common.stats import StatsField
-from framecast.redis_server import free_port, redis_binary
 from tests.conftest import REPO
 from tests.ledger import BacklogLedger, LiveBalance, counters, wait_drained
 from tests.netns import TEST_ADDRESS, Network, network  # noqa: F401  (network: the fixture)
+from testsupport.redis_server import free_port, redis_binary
 
 pytestmark = pytest.mark.slow
 

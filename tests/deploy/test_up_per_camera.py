@@ -19,10 +19,10 @@ import redis
 
 from common.config import load_config
 from common.keys import WORKER_GROUP, Keys
-from framecast.redis_server import free_port
 from framecast.supervisord import Layout, WorkerGroup, render
 from framecast.up import WorkersSpec, build_parser, parse_workers, plan_workers
 from tests.conftest import REPO
+from testsupport.redis_server import free_port
 
 CAMERAS = [{"id": "door", "source": "pattern"}, {"id": "yard", "source": "pattern"},
            {"id": "gate", "source": "pattern"}]

@@ -22,11 +22,11 @@ from prometheus_client import REGISTRY
 from common import jpeg
 from common.keys import Keys
 from common.stats import read_stats
-from framecast.redis_server import free_port
 from producer import publisher
 from tests.conftest import REPO
 from tests.loopback_http import LoopbackServer
 from tests.producer.test_publisher import frames_in, make_publisher
+from testsupport.redis_server import free_port
 
 MB = 1024 * 1024
 RSS_HEADROOM = 64 * MB

@@ -14,10 +14,10 @@ from common.connection import connect
 from common.keys import FRAME_FIELD, Keys
 from common.registry import live_members
 from common.stats import read_stats
-from framecast.redis_server import free_port
 from producer.publisher import CameraPublisher, LatestFrame
 from producer.sources import Source
 from tests.conftest import REPO
+from testsupport.redis_server import free_port
 
 FRAMECAST = [sys.executable, "-m", "framecast"]
 

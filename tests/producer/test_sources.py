@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from common.errors import SourceError
-from framecast.redis_server import free_port
 from producer.encoding import encode_frame, fit_width
 from producer.pattern import render_pattern
 from producer.sources import FileSource, PatternSource, UrlSource
+from testsupport.redis_server import free_port
 
 
 def test_pattern_moves_and_needs_no_assets():

@@ -17,8 +17,8 @@ import yaml
 
 from common.connection import connect
 from common.keys import Keys
-from framecast.redis_topologies import ClusterServers
 from tests.conftest import REPO
+from testsupport.redis_topologies import ClusterServers
 
 pytestmark = pytest.mark.slow
 CAM = "door"

@@ -15,8 +15,8 @@ from common.config import load_config
 from common.connection import connect
 from common.envelope import Detection, Frame
 from common.keys import FRAME_FIELD, Keys
-from framecast.redis_server import free_port
 from tests.conftest import REPO
+from testsupport.redis_server import free_port
 from web.app import create_app
 
 KEYS = Keys("fc")

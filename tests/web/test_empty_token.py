@@ -20,9 +20,9 @@ import pytest
 import redis
 import yaml
 
-from framecast.redis_server import redis_binary
 from tests.conftest import REPO
 from tests.netns import Network, network  # noqa: F401  (network: the fixture)
+from testsupport.redis_server import redis_binary
 
 pytestmark = pytest.mark.slow
 

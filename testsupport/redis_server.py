@@ -1,6 +1,6 @@
 """A real redis-server on a free loopback port, for tests and benchmarks (never fakeredis).
 
-Several of them make the other topologies: `framecast.redis_topologies`.
+Several of them make the other topologies: `testsupport.redis_topologies`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import redis
 from redis.crc import key_slot
 
-from framecast.redis_server import RedisServer, free_port, redis_binary, stop_process
+from testsupport.redis_server import RedisServer, free_port, redis_binary, stop_process
 
 HOST = "127.0.0.1"
 
