@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     FilePath,
@@ -26,6 +25,7 @@ from pydantic import (
 )
 
 from common.camera_id import CAMERA_ID_RE, validate_camera_id
+from common.config_model import ConfigModel
 from common.detectors import backend as detector_backend
 from common.detectors import backend_names
 from common.errors import ConfigError, UnknownCameraError
@@ -65,11 +65,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class DetectionConfig(_Model):
+class DetectionConfig(ConfigModel):
     """How a camera's frames are detected; consumed by workers and `framecast process`.
 
     The fields below apply to every backend. A backend's own settings (the tflite backend's
@@ -122,7 +118,7 @@ class DetectionConfig(_Model):
         return dict(self.__pydantic_extra__ or {})
 
 
-class CameraConfig(_Model):
+class CameraConfig(ConfigModel):
     """One camera: where frames come from and how they are published and detected."""
 
     id: str = Field(description="1-64 of A-Z a-z 0-9 _ -; part of Redis keys and URLs")
@@ -194,7 +190,7 @@ def source_kind(source: str | int) -> str:
     return "file"
 
 
-class StreamLimits(_Model):
+class StreamLimits(ConfigModel):
     """MAXLEN of each per-camera stream (approximate trimming, `MAXLEN ~`)."""
 
     frames_maxlen: int = Field(100, ge=1, le=1_000_000, description="raw frames kept per camera")
@@ -203,12 +199,12 @@ class StreamLimits(_Model):
     deadletter_maxlen: int = Field(100, ge=1, le=100_000, description="bad frames kept for inspection")
 
 
-class ProducerConfig(_Model):
+class ProducerConfig(ConfigModel):
     send_queue: int = Field(8, ge=1, le=1000, description="encoded frames waiting for Redis per camera; "
                             "each round trip sends all of them (live: the oldest is dropped when full)")
 
 
-class WorkerConfig(_Model):
+class WorkerConfig(ConfigModel):
     max_frame_age: float = Field(1.0, gt=0, description="seconds; live mode skips older frames")
     claim_idle_ms: int = Field(5000, ge=100, description="reclaim frames pending this long on a dead consumer")
     dead_consumer_after: float = Field(60.0, gt=0, description="seconds idle before a consumer is removed")
@@ -220,7 +216,7 @@ class WorkerConfig(_Model):
     )
 
 
-class WebConfig(_Model):
+class WebConfig(ConfigModel):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     token: SecretStr | None = Field(None, description="when set, required on every endpoint but /healthz")
@@ -254,7 +250,7 @@ class WebConfig(_Model):
         return SecretStr(token)
 
 
-class RedisTlsConfig(_Model):
+class RedisTlsConfig(ConfigModel):
     """Files for TLS to Redis (rediss:// URLs): a private CA, and a client certificate when the server
     asks for one (`tls-auth-clients yes`)."""
 
@@ -273,7 +269,7 @@ class RedisTlsConfig(_Model):
         return any((self.ca_file, self.cert_file, self.key_file))
 
 
-class Settings(_Model):
+class Settings(ConfigModel):
     """The whole framecast configuration."""
 
     redis_url: SecretStr = Field(SecretStr(DEFAULT_REDIS_URL),

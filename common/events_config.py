@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
+
+from common.config_model import ConfigModel
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Event ids: capture time of the first sighting, then a random suffix (Frigate's form). Safe as file
@@ -32,11 +34,6 @@ MAX_ZONE_POINTS = 32
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
 
-class _Model(BaseModel):
-    # Same settings as common.config._Model (that module imports this one, so it cannot be imported here).
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
 def _check_name(value: str) -> str:
     if not NAME_RE.match(value):
         raise ValueError("must be 1-64 characters from A-Z a-z 0-9 _ - (it becomes part of MQTT topics)")
@@ -46,7 +43,7 @@ def _check_name(value: str) -> str:
 Name = Annotated[str, AfterValidator(_check_name)]
 
 
-class ZoneConfig(_Model):
+class ZoneConfig(ConfigModel):
     """A named polygon; an object is in it when the bottom centre of its box is."""
 
     name: Name = Field(description="1-64 of A-Z a-z 0-9 _ -")
@@ -63,7 +60,7 @@ class ZoneConfig(_Model):
         return value
 
 
-class LineConfig(_Model):
+class LineConfig(ConfigModel):
     """A named counting line from points[0] (A) to points[1] (B).
 
     Crossing it towards `in_side` (the right or left of A->B as seen on screen, y down) is direction
@@ -114,7 +111,7 @@ Lines = Annotated[list[LineConfig], BeforeValidator(_at_most(MAX_LINES, "line"))
                   AfterValidator(_unique_names("line"))]
 
 
-class EventsConfig(_Model):
+class EventsConfig(ConfigModel):
     """Per camera: which tracked objects become events, and when."""
 
     enabled: bool | None = Field(
@@ -130,7 +127,7 @@ class EventsConfig(_Model):
     clips: bool = Field(True, description="write an H.264 MP4 clip of each ended event")
 
 
-class EventStorageConfig(_Model):
+class EventStorageConfig(ConfigModel):
     """Where snapshots and clips live, and how long."""
 
     dir: str = Field("events", description="directory of snapshots and clips (a volume in compose)")
@@ -187,7 +184,7 @@ def events_dir_refusal(directory: str, config_path: str | None) -> str | None:
     return None
 
 
-class MqttConfig(_Model):
+class MqttConfig(ConfigModel):
     """An MQTT broker that receives events, counts and availability."""
 
     enabled: bool = False
@@ -203,7 +200,7 @@ class MqttConfig(_Model):
     queue_size: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is away")
 
 
-class WebhookConfig(_Model):
+class WebhookConfig(ConfigModel):
     """One URL that receives each event as a signed JSON POST."""
 
     url: SecretStr = Field(description="http(s) URL; treated as a secret (many webhook URLs are)")
