@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import redis
 
 from common import envelope
-from common.connection import CONNECTION_ERRORS, Backoff, describe_error, permanent_reason
+from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error, permanent_reason
 from common.envelope import Frame
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
@@ -60,7 +60,7 @@ class FrameSource:
         self._last_order: tuple[int, int] | None = None
         self._last_frame_at = 0.0  # monotonic time of the last frame given out
         self._no_signal_at: float | None = None  # monotonic time of the last NoSignal of this gap
-        self._failure_logged_at = 0.0
+        self._failures = ThrottledLog(FAILURE_LOG_INTERVAL)
 
     def events(self) -> Iterator[Frame | NoSignal | None]:
         metrics.READERS.inc()
@@ -104,10 +104,10 @@ class FrameSource:
         if is_key_refusal(exc):
             report(self.key, describe_error(exc), self.cam)
             return
-        now = time.monotonic()
-        if repeat and now - self._failure_logged_at < FAILURE_LOG_INTERVAL:
+        if not repeat:
+            self._failures = ThrottledLog(FAILURE_LOG_INTERVAL)  # a new gap is logged at once
+        if not self._failures.due(self.key):
             return
-        self._failure_logged_at = now
         level = logging.WARNING if isinstance(exc, CONNECTION_ERRORS) else logging.ERROR
         reason = permanent_reason(exc)
         message = "feed paused: cannot read the stream" + (f" ({reason})" if reason else "")

@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from common.config import CameraConfig, Settings
+from common.connection import ThrottledLog
 from common.keys import Keys
 from common.logs import camera_logger
 from common.stats import CameraAccount, RateMeter
@@ -51,7 +52,7 @@ class ServedCamera:
         self.retry_at = 0.0  # when a broken camera is read again
         self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
         self._fault_tries = 0
-        self._unreachable_logged = float("-inf")
+        self._unreachable = ThrottledLog(UNREACHABLE_LOG_INTERVAL)
 
     @property
     def model_name(self) -> str:
@@ -95,10 +96,8 @@ class ServedCamera:
     def pause(self, seconds: float, error: str) -> None:
         """Leave the camera out of the reads for `seconds`: its cluster node does not answer (a master
         failing over) while the others do. Logged at most once a minute."""
-        now = time.monotonic()
-        self.paused_until = now + seconds
-        if now - self._unreachable_logged >= UNREACHABLE_LOG_INTERVAL:
-            self._unreachable_logged = now
+        self.paused_until = time.monotonic() + seconds
+        if self._unreachable.due(self.cam):
             self.log.warning("the camera's Redis node does not answer; the worker reads its other cameras "
                              "meanwhile", extra={"error": error})
 
