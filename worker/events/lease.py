@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import redis
 
+from common.errors import FramecastError
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -36,6 +38,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+class LeaseLostError(FramecastError):
+    """The camera's lease is no longer this process's (another one holds it): what it tried to write
+    was not written, and it must stop emitting for the camera."""
 
 
 class Lease:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import redis
 
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, Keys
+from worker.events.lease import LeaseLostError
 
 # KEYS: lease, annotated, detections, checkpoint. ARGV: lease value, annotated maxlen, detections
 # maxlen, checkpoint JSON ('' keeps it), then one (envelope, record) pair per frame.
@@ -33,10 +34,6 @@ return (#ARGV - 4) / 2
 """
 
 
-class LeaseMovedError(Exception):
-    """The camera's lease is no longer this owner's: nothing was written."""
-
-
 class FrameOutput:
     """One camera's published frames. Called from that camera's owner thread only."""
 
@@ -48,7 +45,7 @@ class FrameOutput:
 
     def publish(self, lease_value: str | None, frames: list[tuple[bytes, bytes]], checkpoint: str | None) -> int:
         """XADD each (annotated envelope, detection record) pair in order and SET the checkpoint
-        (when given), all or nothing. Returns the frames written; raises LeaseMovedError when the
+        (when given), all or nothing. Returns the frames written; raises LeaseLostError when the
         lease is not held as `lease_value`."""
         if not frames and checkpoint is None:
             return 0
@@ -57,5 +54,5 @@ class FrameOutput:
             args += (envelope, record)
         written = int(self._publish(keys=self.keys, args=args))
         if written < 0:
-            raise LeaseMovedError("the tracking lease is held by another process")
+            raise LeaseLostError("the tracking lease is held by another process")
         return written

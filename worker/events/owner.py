@@ -33,13 +33,13 @@ from common.keys import FRAME_FIELD, SKIPPED_FIELD, Keys
 from common.text import as_str
 from worker.detect.annotate import draw_detections, draw_overlay
 from worker.events import metrics
-from worker.events.lease import Lease
+from worker.events.lease import Lease, LeaseLostError
 from worker.events.lifecycle import EventMessage, end_orphans
 from worker.events.mqtt import MqttPublisher
-from worker.events.output import FrameOutput, LeaseMovedError
+from worker.events.output import FrameOutput
 from worker.events.recordings import ClipWriter, EventFiles
 from worker.events.stage import CameraEvents, Record, Tracked
-from worker.events.store import EventStore, LeaseLostError
+from worker.events.store import EventStore
 from worker.events.webhooks import WebhookSender
 
 log = logging.getLogger("framecast.events")
@@ -299,7 +299,7 @@ class CameraOwner:
             return
         try:
             written = self.output.publish(self.lease.value, frames, checkpoint)
-        except LeaseMovedError:
+        except LeaseLostError:
             self.lease.token = None  # the next owner publishes these frames from its checkpoint
             return
         self._checkpointed = state

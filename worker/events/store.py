@@ -19,7 +19,7 @@ import redis
 
 from common.events_store import EventReader
 from common.keys import EVENT_FIELD, Keys
-from worker.events.lease import Lease
+from worker.events.lease import Lease, LeaseLostError
 from worker.events.lifecycle import EventMessage
 
 _SAVE = """
@@ -40,10 +40,6 @@ end
 return redis.call('ZCARD', KEYS[2])
 """
 FEED_MAXLEN = 1000
-
-
-class LeaseLostError(Exception):
-    """The camera's lease moved to another process: this one must stop emitting events."""
 
 
 class EventStore(EventReader):

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, Keys
-from worker.events.lease import Lease
-from worker.events.output import FrameOutput, LeaseMovedError
+from worker.events.lease import Lease, LeaseLostError
+from worker.events.output import FrameOutput
 
 CAM = "door"
 
@@ -35,7 +35,7 @@ def test_frames_and_checkpoint_together_and_fenced(redis_client):
 
     time.sleep(0.7)  # `a` hung past its TTL; `b` owns the camera now
     assert b.acquire()
-    with pytest.raises(LeaseMovedError):
+    with pytest.raises(LeaseLostError):
         output.publish(a.value, frames(5, 2), '{"released":[1,6]}')
     assert redis_client.xlen(keys.annotated(CAM)) == 5 and redis_client.xlen(keys.detections(CAM)) == 5
     assert redis_client.get(keys.tracker_checkpoint(CAM)) == b'{"released":[1,3]}'
