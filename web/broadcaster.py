@@ -123,17 +123,17 @@ class CameraFeed:
 
     # ---- the feed's thread ------------------------------------------------------------------------------
     def _run(self) -> None:
-        events = self.source.events()
+        frames = self.source.frames()
         try:
-            for event in events:
-                if isinstance(event, Frame):
-                    self._show(mjpeg.part(event.jpeg, event.seq, event.ts), _published_ns(event))
-                elif isinstance(event, NoSignal):
-                    self._show_no_signal(event)
+            for item in frames:
+                if isinstance(item, Frame):
+                    self._show(mjpeg.part(item.jpeg, item.seq, item.ts), _published_ns(item))
+                elif isinstance(item, NoSignal):
+                    self._show_no_signal(item)
                 if self.stop.is_set() or self._retire_if_idle():
                     break
         finally:
-            events.close()
+            frames.close()
 
     def _retire_if_idle(self) -> bool:
         """Retire when no viewer has been here for `linger` seconds. Under the lock `add` takes, so a

@@ -1,6 +1,6 @@
 """A camera stream's frames as they arrive in Redis, in order: the reader behind each feed.
 
-`FrameSource.events()` is the `frames()` seam of flask-video-streaming, for a Redis stream: it XREADs
+`FrameSource.frames()` is the `frames()` seam of flask-video-streaming, for a Redis stream: it XREADs
 the stream, decodes each entry, drops a frame older than one already given (a slower worker's late
 result) and yields each newer Frame; after `no_signal_after` seconds without one it yields NoSignal,
 again every second while the gap lasts. Whatever brings nothing to show (a read that ends empty, a
@@ -62,7 +62,7 @@ class FrameSource:
         self._no_signal_at: float | None = None  # monotonic time of the last NoSignal of this gap
         self._failures = ThrottledLog(FAILURE_LOG_INTERVAL)
 
-    def events(self) -> Iterator[Frame | NoSignal | None]:
+    def frames(self) -> Iterator[Frame | NoSignal | None]:
         metrics.READERS.inc()
         backoff = Backoff(base=0.2, cap=5.0)
         last_id: str | bytes | None = None  # None: not primed yet (first read, or after an outage)

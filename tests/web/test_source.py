@@ -22,7 +22,7 @@ def _take(events, count: int, timeout: float = 10.0) -> list:
 def test_frames_come_in_order_and_late_ones_are_dropped(redis_client):
     publish(redis_client, "cam1", 1)
     source = FrameSource(redis_client, KEYS.annotated("cam1"), "cam1", False, 5.0, threading.Event())
-    events = source.events()
+    events = source.frames()
     assert [f.seq for f in _take(events, 1)] == [1]  # the newest stored frame first, when it is fresh
     for seq in (2, 5, 3, 4, 6):
         publish(redis_client, "cam1", seq)
@@ -35,7 +35,7 @@ def test_frames_come_in_order_and_late_ones_are_dropped(redis_client):
 def test_no_signal_once_frames_stop_then_every_second(redis_client):
     publish(redis_client, "cam1", 1)
     source = FrameSource(redis_client, KEYS.annotated("cam1"), "cam1", False, 0.5, threading.Event())
-    events = source.events()
+    events = source.frames()
     assert [f.seq for f in _take(events, 1)] == [1]
     gap = _take(events, 2)
     assert [type(e) for e in gap] == [NoSignal, NoSignal]
@@ -48,7 +48,7 @@ def test_no_signal_once_frames_stop_then_every_second(redis_client):
 
 def test_the_source_ends_when_stopped(redis_client):
     stop = threading.Event()
-    events = FrameSource(redis_client, KEYS.annotated("cam1"), "cam1", False, 5.0, stop).events()
+    events = FrameSource(redis_client, KEYS.annotated("cam1"), "cam1", False, 5.0, stop).frames()
     next(events)
     stop.set()
     assert list(events) in ([], [None])
