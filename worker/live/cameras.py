@@ -1,7 +1,7 @@
 """What a worker keeps per camera it serves: the frame processor, stream keys, the camera's account
-(Prometheus and Redis stats), a logger, the rates it reports in heartbeats, and whether one of its
-keys is broken. Owned by one worker loop; its publishing thread records what it published (each a
-single assignment or deque append, read by the loop)."""
+(Prometheus and Redis stats), a logger, the rates it reports in heartbeats, and whether it is out of
+service (Redis refuses one of its keys). Owned by one worker loop; its publishing thread records what
+it published (each a single assignment or deque append, read by the loop)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from worker.detect import create_detector
 from worker.detect.pipeline import FrameProcessor
 from worker.live import metrics
 
-# A camera with a broken key is tried again after these delays (s), then every last one.
+# A camera out of service is tried again after these delays (s), then every last one.
 FAULT_RETRY_S = (10.0, 20.0, 30.0)
 UNREACHABLE_LOG_INTERVAL = 60.0  # seconds between log lines about a camera's cluster node not answering
 
@@ -47,9 +47,9 @@ class ServedCamera:
         self.skipped = 0
         self._processed_rate = RateMeter()
         self._skip_mark = (time.monotonic(), 0)
-        self.fault: str | None = None  # what is broken (a key of the wrong type...), None when serving
-        self.fault_key: str | None = None  # the key that is broken
-        self.retry_at = 0.0  # when a broken camera is read again
+        self.fault: str | None = None  # why it is out of service (a key of the wrong type...), None in service
+        self.fault_key: str | None = None  # the key Redis refuses
+        self.retry_at = 0.0  # when a camera out of service is read again
         self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
         self._fault_tries = 0
         self._unreachable = ThrottledLog(UNREACHABLE_LOG_INTERVAL)
@@ -67,14 +67,20 @@ class ServedCamera:
     def record_skipped(self, count: int) -> None:
         self.skipped += count
 
+    @property
+    def out_of_service(self) -> bool:
+        """Whether Redis refuses one of its keys (until a read or write of them goes through again)."""
+        return self.fault is not None
+
     def readable(self, now: float) -> bool:
         """False while the camera is out of service for a broken key, until its retry is due, or
         paused while its cluster node does not answer."""
-        return now >= self.paused_until and (self.fault is None or now >= self.retry_at)
+        return now >= self.paused_until and (not self.out_of_service or now >= self.retry_at)
 
-    def bench(self, key: str, fault: str) -> None:
-        """Take the camera out of the reads until its next retry (FAULT_RETRY_S) because Redis refuses
-        `key`. A fault that is news (not what it was already out for) is logged and counted, once."""
+    def take_out_of_service(self, key: str, fault: str) -> None:
+        """Take the camera out of service (out of the reads until its next retry, FAULT_RETRY_S) because
+        Redis refuses `key`. A fault that is news (not what it was already out for) is logged and
+        counted, once."""
         news = fault != self.fault
         self.fault, self.fault_key = fault, key
         self.retry_at = time.monotonic() + FAULT_RETRY_S[min(self._fault_tries, len(FAULT_RETRY_S) - 1)]
@@ -85,9 +91,9 @@ class ServedCamera:
             self.log.error("camera out of service: Redis refuses one of its keys; the other cameras go on, "
                            "this one is retried every 10-30 s", extra={"error": fault})
 
-    def recover(self) -> None:
+    def return_to_service(self) -> None:
         """Back in service (logged once) if it was out."""
-        if self.fault is None:
+        if not self.out_of_service:
             return
         self.fault, self.fault_key, self._fault_tries = None, None, 0
         self.account.set(metrics.BROKEN, 0)

@@ -138,9 +138,9 @@ class Worker:
     def _read(self) -> list[tuple[ServedCamera, list]]:
         """Block until frames arrive when idle; while frames keep coming, read without blocking so a
         live stream's backlog is read as one batch and a backlog stream's frames one at a time."""
-        # Wake up for the next periodic chore (heartbeat, reclaim, a broken camera's retry) even when
-        # no frame arrives.
-        until_due = min([*self._due.values(), *(s.retry_at for s in self.cams.values() if s.fault)],
+        # Wake up for the next periodic chore (heartbeat, reclaim, the retry of a camera out of service)
+        # even when no frame arrives.
+        until_due = min([*self._due.values(), *(s.retry_at for s in self.cams.values() if s.out_of_service)],
                         default=0.0) - time.monotonic()
         wait_ms = max(10, min(self.cfg.block_ms, int(until_due * 1000)))
         done = self.reader.read(idle=not self._busy, wait_ms=wait_ms)
@@ -152,7 +152,7 @@ class Worker:
         for stream in done.streams:
             served = self.by_stream[stream]
             if stream not in done.refused and served.fault_key == stream:
-                served.recover()
+                served.return_to_service()
         return [(self.by_stream[stream], entries) for stream, entries in done.found]
 
     def _ensure_groups(self) -> None:
@@ -173,7 +173,7 @@ class Worker:
                 served.log.info("created consumer group", extra={"group": WORKER_GROUP, "mode": served.camera.mode})
         self._groups_ready = self._groups_created_once = True
 
-    # ---- cameras with a broken key -------------------------------------------------------------------
+    # ---- cameras out of service ----------------------------------------------------------------------
     def _refused(self, served: ServedCamera, key: str, exc: Exception) -> None:
         """Redis refused a command on one camera's `key`: a vanished group is re-created; a node that
         does not answer (its master failing over, while the other nodes do) pauses the camera
@@ -183,15 +183,15 @@ class Worker:
         elif groups.is_missing_group(exc):
             self._group_lost(exc)
         else:
-            served.bench(key, f"{key}: {describe_error(exc)}")
+            served.take_out_of_service(key, f"{key}: {describe_error(exc)}")
 
     def _collect_publishing(self) -> None:
-        """Take in what the publishing thread found: broken, unreachable or mended cameras, then a
-        failed write (raised here, so the loop backs off as for its own failures)."""
+        """Take in what the publishing thread found: cameras out of service, unreachable or back in
+        service, then a failed write (raised here, so the loop backs off as for its own failures)."""
         while self.publisher.faults:
             served, key, exc = self.publisher.faults.popleft()
             if exc is None:
-                served.recover()
+                served.return_to_service()
             else:
                 self._refused(served, key, exc)
         error = self.publisher.take_error()
@@ -272,7 +272,7 @@ class Worker:
             "fps": {cam: round(s.processed_fps(), 2) for cam, s in self.cams.items()},
             "processed": self.processed,
             "last_frame_ts": max((s.last_frame_ts for s in self.cams.values()), default=0.0),
-            "errors": {cam: s.fault for cam, s in self.cams.items() if s.fault},  # cameras out of service
+            "errors": {cam: s.fault for cam, s in self.cams.items() if s.out_of_service},  # cameras out of service
             "dead_threads": threads.dead(),  # a service thread died: the process is exiting (70)
         }, self.cfg.heartbeat_ttl)
 

@@ -74,7 +74,7 @@ class Publisher:
         self._error: BaseException | None = None
         self._closing = False
         # (camera, key, error) when a key refused a write or its node did not answer; (camera, None,
-        # None) when a broken camera's write went through again
+        # None) when the write of a camera out of service went through again
         self.faults: collections.deque[tuple[ServedCamera, str | None, Exception | None]] = collections.deque()
         self._thread = start_thread(self._run, name)
 
@@ -198,7 +198,7 @@ class Publisher:
                                 extra={"entries": len(publication.entry_ids) - kept})
             elif publication.done is not None:
                 publication.done()
-        if served.fault is not None:
+        if served.out_of_service:
             self.faults.append((served, None, None))
 
 
