@@ -1,14 +1,28 @@
-"""No import cycles among framecast's own modules: every import counts, including those inside
-functions (a deferred import hides a cycle from Python, not from the reader)."""
+"""No import cycles among framecast's own modules, and no import across the layers: every import
+counts, including those inside functions (a deferred import hides a cycle from Python, not from the
+reader)."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import tomllib
 from pathlib import Path
 
 from tests.conftest import REPO
 
-PACKAGES = ("common", "producer", "worker", "web", "framecast")
+PACKAGES = ("common", "producer", "worker", "web", "framecast")  # shipped in the wheel
+UNSHIPPED = ("testsupport", "tests", "bench")
+# What each shipped package may import of ours besides itself: `common` is the contract, no service
+# imports another, and only the CLI (`framecast`) knows every service. Nothing shipped imports
+# UNSHIPPED, which the wheel and the image leave out.
+MAY_IMPORT = {
+    "common": set(),
+    "producer": {"common"},
+    "web": {"common"},
+    "worker": {"common"},
+    "framecast": {"common", "producer", "worker", "web"},
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -87,6 +101,18 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def layer_breaks(modules: dict[str, Path]) -> list[str]:
+    """`module imports name` for every import of ours that MAY_IMPORT does not allow `module`'s package."""
+    breaks = []
+    for module, path in sorted(modules.items()):
+        package = module.partition(".")[0]
+        for name in sorted(_imported_names(module, path)):
+            top = name.partition(".")[0]
+            if top in PACKAGES + UNSHIPPED and top != package and top not in MAY_IMPORT[package]:
+                breaks.append(f"{module} imports {name}")
+    return breaks
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
@@ -107,3 +133,39 @@ def test_no_import_cycles():
     assert {"web.app", "web.state", "common.config"} <= set(modules)
     cycle = find_cycle(import_graph(modules))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_layer_check_sees_deferred_imports_of_other_layers(tmp_path):
+    files = {
+        "common/contract.py": "def f():\n    from worker import detect\n",
+        "producer/main.py": "from common import contract\nimport testsupport.redis_server\n",
+        "web/app.py": "from . import state\nfrom producer.publisher import CameraPublisher\n",
+        "worker/live.py": "import redis\nfrom common.keys import Keys\nfrom worker.detect import base\n",
+        "framecast/cli.py": "from worker.live import main\nfrom web import app\nfrom bench.harness import REPO\n",
+    }
+    modules = {}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+        modules[name.removesuffix(".py").replace("/", ".")] = tmp_path / name
+    assert layer_breaks(modules) == [
+        "common.contract imports worker", "common.contract imports worker.detect",
+        "framecast.cli imports bench.harness", "framecast.cli imports bench.harness.REPO",
+        "producer.main imports testsupport.redis_server",
+        "web.app imports producer.publisher", "web.app imports producer.publisher.CameraPublisher",
+    ]
+
+
+def test_no_import_crosses_the_layers():
+    modules = _modules()
+    assert {"common.config", "producer.main", "worker.live.main", "web.app", "framecast.cli"} <= set(modules)
+    assert layer_breaks(modules) == []
+
+
+def test_the_wheel_ships_the_services_and_no_test_support():
+    """pyproject's package patterns take exactly PACKAGES of the repo's top-level packages (so
+    testsupport/, tests/ and bench/ stay out of the wheel, and a new package is a choice)."""
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    top_level = {path.parent.name for path in REPO.glob("*/__init__.py")}
+    assert set(UNSHIPPED) <= top_level
+    assert {name for name in top_level if any(fnmatch.fnmatchcase(name, p) for p in include)} == set(PACKAGES)
