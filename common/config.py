@@ -316,18 +316,18 @@ class Settings(ConfigModel):
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
         seen: set[str] = set()
-        for index, cam in enumerate(self.cameras):
-            if cam.id in seen:
-                raise ValueError(f"cameras[{index}].id: duplicate camera id {cam.id!r}")
-            seen.add(cam.id)
+        for index, camera in enumerate(self.cameras):
+            if camera.id in seen:
+                raise ValueError(f"cameras[{index}].id: duplicate camera id {camera.id!r}")
+            seen.add(camera.id)
         return self
 
     def camera(self, camera_id: str) -> CameraConfig:
         """Return the camera with this id; raise InvalidCameraIdError or UnknownCameraError."""
         validate_camera_id(camera_id)
-        for cam in self.cameras:
-            if cam.id == camera_id:
-                return cam
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
         raise UnknownCameraError(camera_id)
 
     def select_cameras(self, camera_ids: list[str] | None) -> list[CameraConfig]:
@@ -336,8 +336,8 @@ class Settings(ConfigModel):
             return list(self.cameras)
         return [self.camera(cid) for cid in camera_ids]
 
-    def max_frame_age(self, cam: CameraConfig) -> float:
-        return cam.max_frame_age if cam.max_frame_age is not None else self.worker.max_frame_age
+    def max_frame_age(self, camera: CameraConfig) -> float:
+        return camera.max_frame_age if camera.max_frame_age is not None else self.worker.max_frame_age
 
     @property
     def redis_url_display(self) -> str:
@@ -385,9 +385,10 @@ def _describe(errors: list[dict], data: dict) -> list[str]:
         # Say which camera a field belongs to, so a long file is easy to fix.
         loc = err.get("loc", ())
         if len(loc) >= 2 and loc[0] == "cameras" and isinstance(loc[1], int):
-            cams = data.get("cameras") or []
-            if loc[1] < len(cams) and isinstance(cams[loc[1]], dict) and isinstance(cams[loc[1]].get("id"), str):
-                where += f" (camera {cams[loc[1]]['id'][:64]!r})"
+            cameras = data.get("cameras") or []
+            entry = cameras[loc[1]] if loc[1] < len(cameras) else None
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                where += f" (camera {entry['id'][:64]!r})"
         message = err.get("msg", "invalid value")
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
@@ -438,9 +439,9 @@ def load_config(
     if defaults is not None:
         if not isinstance(defaults, dict):
             raise ConfigError(f"{shown}: defaults: must be a mapping of camera settings")
-        cams = data.get("cameras")
-        if isinstance(cams, list):
-            data["cameras"] = [_merge(defaults, c) if isinstance(c, dict) else c for c in cams]
+        cameras = data.get("cameras")
+        if isinstance(cameras, list):
+            data["cameras"] = [_merge(defaults, c) if isinstance(c, dict) else c for c in cameras]
 
     for var, dotted in ENV_VARS.items():
         if env.get(var) not in (None, ""):
@@ -451,14 +452,14 @@ def load_config(
 
     # Relative file sources are relative to the config file, not to the working directory.
     base_dir = file_path.resolve().parent if file_path.exists() else Path.cwd()
-    cams = data.get("cameras")
-    if isinstance(cams, list):
-        for cam in cams:
-            if isinstance(cam, dict) and isinstance(cam.get("source"), str):
-                src = cam["source"]
+    cameras = data.get("cameras")
+    if isinstance(cameras, list):
+        for camera in cameras:
+            if isinstance(camera, dict) and isinstance(camera.get("source"), str):
+                src = camera["source"]
                 if source_kind(src) == "file":
                     p = Path(src[len("file://"):] if src.lower().startswith("file://") else src).expanduser()
-                    cam["source"] = str(p if p.is_absolute() else (base_dir / p))
+                    camera["source"] = str(p if p.is_absolute() else (base_dir / p))
     data["config_path"] = str(file_path) if file_path.exists() else None
     try:
         return Settings.model_validate(data)

@@ -148,10 +148,10 @@ serverurl=unix://{layout.socket}
          "--save", "", "--appendonly", "no", "--maxmemory", str(redis_maxmemory(settings)),
          "--maxmemory-policy", "noeviction", "--daemonize", "no"],
         {}, layout.logs, priority=10))
-    for i, cam in enumerate(settings.cameras):
+    for i, camera in enumerate(settings.cameras):
         port = metrics_port + i if metrics_port else 0
-        parts.append(_program(f"producer-{cam.id}", [framecast_bin, "producer", "--camera", cam.id,
-                                                     "--metrics-port", str(port)], env, layout.logs, priority=30))
+        parts.append(_program(f"producer-{camera.id}", [framecast_bin, "producer", "--camera", camera.id,
+                                                        "--metrics-port", str(port)], env, layout.logs, priority=30))
     for group, first_port in zip(groups, worker_ports(settings, groups, metrics_port), strict=True):
         parts.append(_program(group.name, [framecast_bin, "worker", *group.args(), "--metrics-port",
                                            "%(process_num)d" if metrics_port else "0"],

@@ -80,7 +80,7 @@ def plan_workers(spec: WorkersSpec, settings: Settings) -> list[WorkerGroup]:
         settings.camera(cam)  # UnknownCameraError names it
     if not spec.per_camera:
         return [WorkerGroup("worker", spec.pool)]  # parse_workers gave a count
-    rest = [cam.id for cam in settings.cameras if cam.id not in spec.per_camera]
+    rest = [camera.id for camera in settings.cameras if camera.id not in spec.per_camera]
     named = ",".join(f"{cam}={n}" for cam, n in spec.per_camera.items())
     if rest and spec.pool is None:
         missing = ", ".join(repr(cam) for cam in rest)
@@ -90,8 +90,8 @@ def plan_workers(spec: WorkersSpec, settings: Settings) -> list[WorkerGroup]:
         raise FramecastError(f"--workers {spec.pool},{named}: every camera has workers of its own, so the "
                              f"{spec.pool} shared worker(s) would serve none; drop the count")
     groups = [WorkerGroup("worker", spec.pool, tuple(rest))] if rest else []
-    groups += [WorkerGroup(f"worker-{cam.id}", spec.per_camera[cam.id], (cam.id,))
-               for cam in settings.cameras if cam.id in spec.per_camera]
+    groups += [WorkerGroup(f"worker-{camera.id}", spec.per_camera[camera.id], (camera.id,))
+               for camera in settings.cameras if camera.id in spec.per_camera]
     return groups
 
 

@@ -188,9 +188,9 @@ class FrameReader:
     and the next pass sent ahead over a slow link. Used by the loop's thread; the read sent ahead
     runs on a thread of its own and is taken up by the next `read`."""
 
-    def __init__(self, client, consumer: str, cams: list[ServedCamera]):
+    def __init__(self, client, consumer: str, cameras: list[ServedCamera]):
         self.streams = StreamReads(client, consumer)
-        self.by_stream = {served.frames_key: served for served in cams}
+        self.by_stream = {served.frames_key: served for served in cameras}
         self.pace = ReadPace()
         self._ahead: tuple[list[Read], Future] | None = None
         self._executor: ThreadPoolExecutor | None = None
