@@ -16,7 +16,6 @@ Every event write is fenced by the lease too, so a former owner that hung past i
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from common.connection import CONNECTION_ERRORS, describe_error
 from common.envelope import Detection, Frame
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD, SKIPPED_FIELD, Keys
+from common.logs import camera_logger
 from common.text import as_str
 from worker.detect.annotate import draw_detections, draw_overlay
 from worker.events import metrics
@@ -41,8 +41,6 @@ from worker.events.recordings import ClipWriter, EventFiles
 from worker.events.stage import CameraEvents, Record, Tracked
 from worker.events.store import EventStore
 from worker.events.webhooks import WebhookSender
-
-log = logging.getLogger("framecast.events")
 
 BATCH = 16  # detected entries read at once
 SEEN = 2000  # frames remembered to drop a second copy (a frame reclaimed from a slow worker)
@@ -103,13 +101,15 @@ def tracked_record(frame: Frame, detections: list[list]) -> bytes:
 class CameraOwner:
     """One camera's tracking while `lease` is held. `run` is the body of the owner's thread."""
 
-    def __init__(self, out: Outputs, cam: CameraConfig, lease: Lease, stop: threading.Event):
-        self.out, self.cam, self.lease, self.stop = out, cam, lease, stop
+    def __init__(self, out: Outputs, camera: CameraConfig, lease: Lease, stop: threading.Event):
+        self.out, self.camera, self.lease, self.stop = out, camera, lease, stop
+        self.cam = camera.id
+        self.log = camera_logger("framecast.events", camera.id)
         keys = out.keys
-        self.detected_key = keys.detected(cam.id)
-        self.checkpoint_key = keys.tracker_checkpoint(cam.id)
+        self.detected_key = keys.detected(camera.id)
+        self.checkpoint_key = keys.tracker_checkpoint(camera.id)
         streams = out.settings.streams
-        self.output = FrameOutput(out.client, keys, cam.id, streams.annotated_maxlen, streams.detections_maxlen)
+        self.output = FrameOutput(out.client, keys, camera.id, streams.annotated_maxlen, streams.detections_maxlen)
         self.storage = out.settings.events
         self.block_ms = max(10, min(200, int(self.storage.lease_ttl * 1000 / 6)))
         self.stage: CameraEvents | None = None
@@ -136,29 +136,29 @@ class CameraOwner:
         refuses the snapshots, a bug) gives the camera up too: the lease is released, so the next
         owner (another process at once, or this one after a backoff) resumes from the checkpoint,
         which is written only with the frames it covers."""
-        cam = self.cam.id
+        cam = self.cam
         metrics.OWNED.labels(cam).set(1)
         metrics.ACQUIRED.labels(cam).inc()
         try:
             self._take_over()
-            log.info("tracking owner started", extra={"camera": cam, "owner": self.out.name,
-                                                       "lease": self.lease.value, "from": self.last_id})
+            self.log.info("tracking owner started", extra={"owner": self.out.name, "lease": self.lease.value,
+                                                            "from": self.last_id})
             while not self.stop.is_set() and self.lease.held:
                 self.step()
             if self.lease.held:
                 self._publish(self.stage.close())
                 self.lease.release()
-                log.info("tracking owner stopped", extra={"camera": cam, "published": self.published})
+                self.log.info("tracking owner stopped", extra={"published": self.published})
             else:
-                log.warning("tracking lease lost; another process owns the camera now", extra={"camera": cam})
+                self.log.warning("tracking lease lost; another process owns the camera now")
         except (*CONNECTION_ERRORS, redis.exceptions.ResponseError, redis.exceptions.RedisClusterException) as exc:
             # The lease runs out on its own; this process (or another) takes the camera again later.
-            log.warning("tracking owner stopped by a redis error", extra={"camera": cam, "error": describe_error(exc)})
+            self.log.warning("tracking owner stopped by a redis error", extra={"error": describe_error(exc)})
             self.lease.token = None
         except Exception as exc:  # noqa: BLE001 - per ownership: logged, counted by the service, retaken
             self.failed = True
-            log.error("tracking owner failed; giving the camera up to be taken again",
-                      extra={"camera": cam, "error": describe_error(exc)}, exc_info=True)
+            self.log.error("tracking owner failed; giving the camera up to be taken again",
+                           extra={"error": describe_error(exc)}, exc_info=True)
             try:
                 self.lease.release()
             except (*CONNECTION_ERRORS, redis.exceptions.ResponseError):
@@ -192,8 +192,7 @@ class CameraOwner:
         try:
             record, frame = parse(fields)
         except EnvelopeError as exc:
-            log.warning("bad detected entry skipped", extra={"camera": self.cam.id, "entry": entry_id,
-                                                             "error": str(exc)})
+            self.log.warning("bad detected entry skipped", extra={"entry": entry_id, "error": str(exc)})
             self._unsettled.append((entry_id, (-1, -1)))
             return []
         ident = (record.run, record.seq)
@@ -222,29 +221,28 @@ class CameraOwner:
 
     # ---- taking over ----------------------------------------------------------------------------
     def _take_over(self) -> None:
-        out, cam = self.out, self.cam
+        out = self.out
         raw = out.client.get(self.checkpoint_key)
         checkpoint = json.loads(raw) if raw else {}
         self.last_id = self._resume_id = checkpoint.get("id", "0-0")
         self.resume = tuple(checkpoint["released"]) if checkpoint.get("released") else None
-        self.stage = CameraEvents(cam, self.storage, reorder_window=self.storage.reorder_window,
+        self.stage = CameraEvents(self.camera, self.storage, reorder_window=self.storage.reorder_window,
                                   start_id=int(checkpoint.get("next_track_id", 1)), files=out.files,
                                   clips=out.clips, sinks=[self._sink], render=self._render)
         if self.resume is not None:
             self.stage.reorder.released = self.resume  # so the next frame is released at once
-        for field, n in out.store.counts(cam.id).items():
+        for field, n in out.store.counts(self.cam).items():
             kind, *rest = field.split(":")
             if kind == "line" and len(rest) == 3 and rest[0] in self.stage.lifecycle.line_counts:
                 line, direction, label = rest
                 self.stage.lifecycle.line_counts[line][direction][label] = n
                 self._counted[field] = n  # the former owner's crossings are counted already
-        orphans = end_orphans(out.store.open_events(cam.id))
+        orphans = end_orphans(out.store.open_events(self.cam))
         for message in orphans:
             self._sink(message)
         if orphans:
-            metrics.ORPHANS_ENDED.labels(cam.id).inc(len(orphans))
-            log.info("ended the events a former owner left open", extra={"camera": cam.id,
-                                                                          "events": len(orphans)})
+            metrics.ORPHANS_ENDED.labels(self.cam).inc(len(orphans))
+            self.log.info("ended the events a former owner left open", extra={"events": len(orphans)})
         self._renew_at = time.monotonic() + self.storage.lease_ttl / 3
 
     # ---- outputs --------------------------------------------------------------------------------
@@ -255,18 +253,17 @@ class CameraOwner:
         try:
             return self._draw(record, tracked)
         except Exception as exc:  # noqa: BLE001 - per frame
-            metrics.ERRORS.labels(self.cam.id, "render").inc()
-            log.warning("frame published unannotated: it could not be drawn on",
-                        extra={"camera": self.cam.id, "run": record.run, "seq": record.seq,
-                               "error": describe_error(exc)})
+            metrics.ERRORS.labels(self.cam, "render").inc()
+            self.log.warning("frame published unannotated: it could not be drawn on",
+                             extra={"run": record.run, "seq": record.seq, "error": describe_error(exc)})
             return None
 
     def _draw(self, record: Record, tracked: list[list]) -> bytes:
         image = jpeg.decode(record.jpeg)
         out = draw_detections(image, [Detection.from_list(d[:7]) for d in tracked], [d[7] for d in tracked])
-        if self.cam.overlay:
-            out = draw_overlay(out, self.cam.id, ts_ns=int(record.ts * 1e9), fps=self._fps())
-        return jpeg.encode(out, self.cam.jpeg_quality)
+        if self.camera.overlay:
+            out = draw_overlay(out, self.cam, ts_ns=int(record.ts * 1e9), fps=self._fps())
+        return jpeg.encode(out, self.camera.jpeg_quality)
 
     def _fps(self) -> float | None:
         if len(self._recent) < 2:
@@ -303,7 +300,7 @@ class CameraOwner:
             self.lease.token = None  # the next owner publishes these frames from its checkpoint
             return
         self._checkpointed = state
-        metrics.FRAMES_PUBLISHED.labels(self.cam.id).inc(written)
+        metrics.FRAMES_PUBLISHED.labels(self.cam).inc(written)
         self.published += written
 
     def _settled(self) -> str | None:
@@ -325,22 +322,22 @@ class CameraOwner:
         try:
             trimmed = self.out.store.save(message, self.lease, counts=counts)
         except LeaseLostError:
-            log.warning("event not emitted: the tracking lease moved on", extra={"camera": self.cam.id,
-                                                                                 "event": message.after["id"]})
+            self.log.warning("event not emitted: the tracking lease moved on",
+                             extra={"event": message.after["id"]})
             return
         for event_id in trimmed:
-            self.out.files.delete_event(self.cam.id, event_id)
+            self.out.files.delete_event(self.cam, event_id)
         self._count(message, counts)
         body = message.to_dict()
         if self.out.mqtt is not None:
             self.out.mqtt.publish_event(body)
             for label, n in self.stage.changed_counts().items():
-                self.out.mqtt.publish_count(self.cam.id, label, n)
+                self.out.mqtt.publish_count(self.cam, label, n)
         if self.out.webhooks is not None:
             self.out.webhooks.send(body)
 
     def _count(self, message: EventMessage, counts: dict[str, int]) -> None:
-        cam = self.cam.id
+        cam = self.cam
         metrics.EVENTS.labels(cam, message.after["label"], message.type).inc()
         for field, n in counts.items():
             kind, *rest = field.split(":")

@@ -28,6 +28,7 @@ from common.event_files import (
     ForeignStoreError,
     is_camera_dir_name,
 )
+from common.logs import camera_logger
 from common.threads import service_thread
 from worker.events.clips import ClipInfo, write_clip
 
@@ -35,6 +36,11 @@ log = logging.getLogger("framecast.events")
 
 PART_GRACE = 3600.0  # seconds a `.part` file is taken to be still being written
 MAX_REMEMBERED = 10_000  # foreign paths remembered so each is logged once (beyond: no more such logs)
+
+
+def _logger(cam: str | None) -> logging.Logger | logging.LoggerAdapter:
+    """The camera's logger; the stage's for what is no camera's (the store folder, a stray entry in it)."""
+    return camera_logger("framecast.events", cam) if cam else log
 
 
 class EventFiles(EventPaths):
@@ -121,7 +127,8 @@ class EventFiles(EventPaths):
                 pass
             except OSError as exc:
                 self.stats["retention_errors"] += 1
-                log.warning("event file not deleted", extra={"camera": cam, "event": event_id, "error": str(exc)})
+                camera_logger("framecast.events", cam).warning("event file not deleted",
+                                                               extra={"event": event_id, "error": str(exc)})
         return deleted
 
     # --- retention -------------------------------------------------------------------------------
@@ -146,8 +153,8 @@ class EventFiles(EventPaths):
             errors.setdefault(None, []).append(f"{type(exc).__name__}: {exc}")
         for cam, messages in errors.items():
             self.stats["retention_errors"] += len(messages)
-            log.warning("retention could not read or delete some entries; they are kept",
-                        extra={"camera": cam, "errors": len(messages), "error": messages[0]})
+            _logger(cam).warning("retention could not read or delete some entries; they are kept",
+                                 extra={"errors": len(messages), "error": messages[0]})
         return deleted
 
     def _store_present(self) -> bool:
@@ -221,7 +228,7 @@ class EventFiles(EventPaths):
                 return
             self._noted.add(key)
             self.stats["foreign"] += 1
-        log.warning("event storage: entry left alone", extra={"camera": cam, "path": str(path), "reason": why})
+        _logger(cam).warning("event storage: entry left alone", extra={"path": str(path), "reason": why})
 
 
 class ClipWriter:
@@ -245,7 +252,8 @@ class ClipWriter:
             return True
         except queue.Full:
             self.stats["dropped"] += 1
-            log.warning("clip queue full; clip dropped", extra={"camera": cam, "event": event_id})
+            camera_logger("framecast.events", cam).warning("clip queue full; clip dropped",
+                                                           extra={"event": event_id})
             return False
 
     def start(self) -> ClipWriter:
@@ -286,6 +294,7 @@ class ClipWriter:
             self.stats["encode_ms"] += info.encode_ms
         except Exception as exc:  # noqa: BLE001 - one bad clip must not end the writer
             self.stats["failed"] += 1
-            log.warning("clip not written", extra={"camera": cam, "event": event_id, "error": str(exc)})
+            camera_logger("framecast.events", cam).warning("clip not written",
+                                                           extra={"event": event_id, "error": str(exc)})
         if self.on_done is not None:
             self.on_done(cam, event_id, info)

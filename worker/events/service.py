@@ -29,6 +29,7 @@ from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.event_files import events_root
 from common.keys import Keys
+from common.logs import camera_logger
 from worker.events.lease import Lease
 from worker.events.metrics import ERRORS
 from worker.events.mqtt import MqttPublisher
@@ -50,21 +51,22 @@ class EventService:
         self.settings = settings
         self.client = client
         self.name = name
-        self.cams = [c for c in cameras if c.events_enabled]
+        self.cameras = [c for c in cameras if c.events_enabled]
         storage = settings.events
         files = EventFiles(events_root(settings))
         keys = Keys(settings.key_prefix)
-        fps = max((c.fps for c in self.cams), default=10.0)
+        fps = max((c.fps for c in self.cameras), default=10.0)
         self.out = Outputs(
             settings=settings, client=client, keys=keys, store=EventStore(client, keys, storage.max_events),
             files=files, clips=ClipWriter(files, fps=fps, preset=storage.preset, crf=storage.crf, queue_size=64),
             mqtt=MqttPublisher.from_config(settings.mqtt) if settings.mqtt.enabled else None,
             webhooks=WebhookSender.from_config(settings.webhooks) if settings.webhooks else None,
             name=name)
-        self.leases = {c.id: Lease(client, keys.tracker_lease(c.id), name, ttl=storage.lease_ttl) for c in self.cams}
+        self.leases = {c.id: Lease(client, keys.tracker_lease(c.id), name, ttl=storage.lease_ttl)
+                       for c in self.cameras}
         self.owners: dict[str, threading.Thread] = {}
         self._tracking: dict[str, CameraOwner] = {}
-        self._backoff = {c.id: Backoff(base=1.0, cap=30.0) for c in self.cams}
+        self._backoff = {c.id: Backoff(base=1.0, cap=30.0) for c in self.cameras}
         self._retry_at: dict[str, float] = {}
         self._throttled = ThrottledLog(60.0)
         self._stop = threading.Event()
@@ -72,14 +74,14 @@ class EventService:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.cams)
+        return bool(self.cameras)
 
     def owned(self) -> list[str]:
         """The cameras whose tracking this process runs now."""
         return sorted(cam for cam, thread in self.owners.items() if thread.is_alive())
 
     def start(self) -> EventService:
-        if not self.cams:
+        if not self.cameras:
             return self
         if self.out.clips is not None:
             self.out.clips.start()
@@ -88,7 +90,7 @@ class EventService:
         if self.out.webhooks is not None:
             self.out.webhooks.start()
         self._thread = threads.start_thread(self._run, "events")
-        log.info("events stage started", extra={"cameras": [c.id for c in self.cams], "owner": self.name,
+        log.info("events stage started", extra={"cameras": [c.id for c in self.cameras], "owner": self.name,
                                                 "dir": str(self.out.files.root)})
         return self
 
@@ -111,8 +113,8 @@ class EventService:
         """The events thread: leases every POLL_INTERVAL, retention every RETENTION_INTERVAL."""
         retention_due = time.monotonic()
         while not self._stop.is_set():
-            for cam in self.cams:
-                self._chore("lease", cam.id, self._acquire, cam)
+            for camera in self.cameras:
+                self._chore("lease", camera.id, self._acquire, camera)
             if time.monotonic() >= retention_due:
                 retention_due = time.monotonic() + RETENTION_INTERVAL
                 self._chore("retention", None, self._retention)
@@ -129,33 +131,35 @@ class EventService:
         except Exception as exc:  # noqa: BLE001 - per chore: nothing may stop the lease taking
             ERRORS.labels(cam or "", chore).inc()
             if self._throttled.due((chore, cam, type(exc))):
-                extra = {"chore": chore, "error": describe_error(exc), **({"camera": cam} if cam else {})}
-                log.error(f"events stage: {chore} failed; trying again on its next turn", extra=extra, exc_info=True)
+                logger = camera_logger("framecast.events", cam) if cam else log
+                logger.error(f"events stage: {chore} failed; trying again on its next turn",
+                             extra={"chore": chore, "error": describe_error(exc)}, exc_info=True)
 
-    def _acquire(self, cam: CameraConfig) -> None:
-        """Take `cam`'s lease if no owner thread of this process runs it and it is free."""
-        thread = self.owners.get(cam.id)
+    def _acquire(self, camera: CameraConfig) -> None:
+        """Take `camera`'s lease if no owner thread of this process runs it and it is free."""
+        cam = camera.id
+        thread = self.owners.get(cam)
         if thread is not None and thread.is_alive():
             return
-        previous = self._tracking.pop(cam.id, None)
+        previous = self._tracking.pop(cam, None)
         if previous is not None and previous.failed:
-            ERRORS.labels(cam.id, "owner").inc()
-            self._retry_at[cam.id] = time.monotonic() + self._backoff[cam.id].next_delay()
+            ERRORS.labels(cam, "owner").inc()
+            self._retry_at[cam] = time.monotonic() + self._backoff[cam].next_delay()
         elif previous is not None:
-            self._backoff[cam.id].reset()
-        if time.monotonic() < self._retry_at.get(cam.id, 0.0):
+            self._backoff[cam].reset()
+        if time.monotonic() < self._retry_at.get(cam, 0.0):
             return
-        lease = self.leases[cam.id]
+        lease = self.leases[cam]
         lease.token = None  # a finished owner's lease is gone (released, lost or expired)
         if not lease.acquire():
             return
         try:
-            owner = CameraOwner(self.out, cam, lease, self._stop)
+            owner = CameraOwner(self.out, camera, lease, self._stop)
         except BaseException:
             lease.release()  # so another process need not wait for the TTL
             raise
-        self._tracking[cam.id] = owner
-        self.owners[cam.id] = threads.start_thread(owner.run, f"events-{cam.id}", cam=cam.id)
+        self._tracking[cam] = owner
+        self.owners[cam] = threads.start_thread(owner.run, f"events-{cam}", cam=cam)
 
     def _retention(self) -> None:
         storage = self.settings.events

@@ -9,20 +9,18 @@ store). Everything here runs on the owner's loop; only clip encoding and deliver
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from common.config import CameraConfig
 from common.events_config import EventStorageConfig
+from common.logs import camera_logger
 from worker.events.clips import FrameBuffer, clip_window
 from worker.events.lifecycle import EventLifecycle, EventMessage
 from worker.events.ordering import Reorderer
 from worker.events.recordings import ClipWriter, EventFiles
 from worker.events.tracking import CameraTracker, StaleFrameError
-
-log = logging.getLogger("framecast.events")
 
 CLIP_GRACE = 2.0  # seconds past a clip's post-roll after which it is cut with the frames there are
 
@@ -56,16 +54,17 @@ Render = Callable[[Record, list[list]], bytes]
 
 
 class CameraEvents:
-    def __init__(self, cam: CameraConfig, storage: EventStorageConfig, *, fps: float | None = None,
+    def __init__(self, camera: CameraConfig, storage: EventStorageConfig, *, fps: float | None = None,
                  reorder_window: float = 0.5, start_id: int = 1, files: EventFiles | None = None,
                  clips: ClipWriter | None = None, sinks: Iterable[Callable[[EventMessage], None]] = (),
                  render: Render | None = None):
-        events = cam.events
-        self.cam = cam.id
+        events = camera.events
+        self.cam = camera.id
+        self.log = camera_logger("framecast.events", camera.id)
         self.storage = storage
-        self.tracker = CameraTracker(max_missed=max(2, math.ceil(events.lost_after * (fps or cam.fps))),
+        self.tracker = CameraTracker(max_missed=max(2, math.ceil(events.lost_after * (fps or camera.fps))),
                                      min_iou=events.track_iou, start_id=start_id)
-        self.lifecycle = EventLifecycle(cam.id, events, cam.zones, cam.lines)
+        self.lifecycle = EventLifecycle(camera.id, events, camera.zones, camera.lines)
         self.reorder = Reorderer(reorder_window)
         self.files = files if events.snapshots else None
         self.clips = clips if events.clips else None
@@ -153,8 +152,7 @@ class CameraEvents:
                 try:
                     self.files.write_snapshot(self.cam, event_id, message.snapshot.jpeg)
                 except OSError as exc:
-                    log.warning("snapshot not written", extra={"camera": self.cam, "event": event_id,
-                                                               "error": str(exc)})
+                    self.log.warning("snapshot not written", extra={"event": event_id, "error": str(exc)})
             if message.type == "end" and self.clips is not None:
                 start, end = clip_window(message.after["start_time"], message.after["end_time"],
                                          self.storage.pre_roll, self.storage.post_roll,
@@ -164,7 +162,7 @@ class CameraEvents:
                 try:
                     sink(message)
                 except Exception as exc:  # noqa: BLE001 - a broken sink must not stop tracking
-                    log.warning("event sink failed", extra={"camera": self.cam, "error": str(exc)})
+                    self.log.warning("event sink failed", extra={"error": str(exc)})
 
     def _cut_clips(self, newest: float) -> None:
         """Hand over the clips whose post-roll has been received (capture time `newest`)."""
