@@ -11,7 +11,7 @@ FRAMES_PUBLISHED = Counter("framecast_producer_frames_published_total", "Frames 
 FRAMES_DROPPED = Counter(
     "framecast_producer_frames_dropped_total",
     "Frames not published: late (publisher behind the source), queue_full (Redis slower than the camera), "
-    "redis (unavailable), encode (failed, or the camera's own JPEG was not one), "
+    "redis (unavailable), encode (failed, the camera's own JPEG was not one, or over the 16 MiB envelope limit), "
     "backpressure (a live source while a backlog camera's workers are behind), shutdown (queued at exit)",
     ["camera", "reason"],
 )

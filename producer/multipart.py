@@ -283,9 +283,7 @@ class MjpegStream:
                                 "limit of a frame; discarded")
         while len(self._buf) < length:
             self._fill()
-        data = bytes(self._buf[:length])
-        del self._buf[:length]
-        return data
+        return self._take(length)
 
     def _body_to_delimiter(self) -> bytes:
         searched = 0
@@ -296,9 +294,22 @@ class MjpegStream:
                                     "(no Content-Length); discarded")
             searched = max(0, len(self._buf) - len(self._core) - 2)
             self._fill()
-        data = bytes(self._buf[:at])
-        del self._buf[:at]
-        return data.removesuffix(b"\n").removesuffix(b"\r")
+        end = at
+        if end and self._buf[end - 1] == 0x0A:  # the line break before the boundary is not the body's
+            end -= 1
+            if end and self._buf[end - 1] == 0x0D:
+                end -= 1
+        data = self._take(end)
+        del self._buf[:at - end]
+        return data
+
+    def _take(self, n: int) -> bytes:
+        """The buffer's first n bytes, removed from it, copied once (a slice of the bytearray would
+        be a second copy of a part that may be 16 MiB)."""
+        with memoryview(self._buf) as view:
+            data = bytes(view[:n])
+        del self._buf[:n]
+        return data
 
     def close(self) -> None:
         """Close the connection; safe to call twice and from another thread than the reader's."""

@@ -265,4 +265,5 @@ class CameraPublisher:
                 continue
             last_publish = time.monotonic()
             self.publish(*item)
+            item = None  # the frame is the sender's now: not kept alive here while we wait for the next
         capture.join(timeout=2.0)
