@@ -47,11 +47,6 @@ def behind_previous(samples: list[dict]) -> list[bool]:
     return out
 
 
-def _latencies(cluster: Cluster, cam: str, since_id: str) -> list[tuple[float, float]]:
-    """(capture epoch s, ms from capture until the annotated frame was in Redis) after `since_id`."""
-    return [(s["t"], s["ms"]) for s in _samples(cluster, cam, since_id)]
-
-
 def stage_table(samples: list[dict]) -> dict[str, dict[str, float]]:
     """p50/p95 of each stage over the frames that carry it, plus the end-to-end and added latency."""
     table = {}

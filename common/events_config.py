@@ -22,7 +22,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Event ids: capture time of the first sighting, then a random suffix (Frigate's form). Safe as file
 # names and URL parts; the web tier checks ids against this before touching the disk.
 EVENT_ID_RE = re.compile(r"^[0-9]{1,12}\.[0-9]{6}-[0-9a-f]{6}$")
-EVENT_TYPES = ("new", "update", "end")
 
 # Bounds of one camera's zones and lines. Every tracked object is tested against every zone and line
 # on every frame, and every event message recounts them, on the owner's one loop: `python -m

@@ -20,7 +20,6 @@ from common.events_config import EVENT_ID_RE
 from common.text import as_str
 
 STATE_FIELD = "state"
-TYPE_FIELD = "type"
 
 Cursor = tuple[float, str]  # (start time, event id) of the last event a page returned
 
