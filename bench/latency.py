@@ -3,8 +3,8 @@ time, side by side with a naive FIFO design that never drops a frame.
 
 At native fps each frame's stage marks (`common.envelope`) split its latency into stages, and the
 added latency is what is left after the frame's own work: (annotated frame in Redis - capture) -
-(producer encode + decode + detect + annotate + reencode), the work issue #15 sums a frame's time
-from. The same without subtracting the producer's encode is reported beside it (`added_p50_worker_work`).
+(producer encode + decode + detect + annotate + reencode), the work a frame's own time is the sum
+of. The same without subtracting the producer's encode is reported beside it (`added_p50_worker_work`).
 Its target is a ratio of one run, not a timing: it says how much of a frame's latency is waiting,
 whatever the machine's speed."""
 
@@ -20,7 +20,7 @@ from common.envelope import COMPUTE_STAGES, STAGES
 from common.keys import FRAME_FIELD
 from common.registry import live_members
 
-ADDED_P50_MS, ADDED_P99_MS = 5.0, 15.0  # issue #15, target 1
+ADDED_P50_MS, ADDED_P99_MS = 5.0, 15.0  # the added-latency target (bench/README.md)
 # A frame's own work: the producer's resize and JPEG encode, then the worker's.
 FRAME_WORK = ("encode", *COMPUTE_STAGES)
 

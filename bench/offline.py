@@ -8,7 +8,7 @@ Each repeat, in fresh processes one right after the other:
   no time lost to waiting or coordination;
 - `framecast process` in its default layout and in the other layouts worth trying (detector threads x
   inference threads), its frames/s as it reports them (model loaded to file closed);
-- the single-process loop of the first round (read, detect, annotate, write, one frame at a time).
+- a plain single-process loop (read, detect, annotate, write, one frame at a time).
 
 The target is the default layout at >= 0.75 of the ceiling, as the median of the per-repeat ratios.
 """

@@ -11,8 +11,8 @@ anything but EnvelopeError.
 Stage timing rides in `meta["t"]`: {mark: microseconds after `ts`}, one mark per stage end (MARKS),
 written by whoever finished the stage. Offsets from the capture time rather than epoch ns keep each
 mark a 1-5 byte msgpack integer instead of 9 and make every duration a subtraction; microseconds are
-finer than any stage. `meta` was always a free-form map, so version 1 readers take frames with marks
-and frames without marks decode here as before (no version bump). Marks written on different hosts
+finer than any stage. `meta` is a free-form map, so version 1 readers take frames with marks and
+frames without marks alike (no version bump). Marks written on different hosts
 differ by the hosts' clock offset: `transit` (producer to worker) carries it.
 """
 

@@ -1,4 +1,4 @@
-"""Typed configuration of events (#14): zones, lines and events per camera; event storage, MQTT and
+"""Typed configuration of events: zones, lines and events per camera; event storage, MQTT and
 webhooks for the whole installation. Wired into `common.config` (CameraConfig.zones/lines/events,
 Settings.events/mqtt/webhooks), so a bad value fails at start-up with a message naming the field.
 

@@ -8,8 +8,8 @@ holds back while the workers' consumer group has more undelivered and unacknowle
 stream may hold (`high_water`), so `MAXLEN ~` trimming only ever removes frames already acknowledged.
 
 Frames are queued as Frames and serialised here, when their batch is handed to Redis, so each
-envelope carries its true `sent` mark at the cost of no extra encoding (one msgpack pack per frame,
-as before: ~10 us for a 68 KB frame of the sample clip).
+envelope carries its true `sent` mark at the cost of no extra encoding (one msgpack pack per frame:
+~10 us for a 68 KB frame of the sample clip).
 
 The queue is bounded by bytes as well as by frames: it holds at most `SEND_BUDGET_BYTES` of JPEG
 (always at least one frame), and a batch is what the queue held, so it is within both bounds too. A

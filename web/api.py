@@ -80,7 +80,7 @@ def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
         }
         if errors:
             summary["error"] = "; ".join(errors)
-        summary.update(event_overlay(st, camera))  # zones, lines, live counts (#14)
+        summary.update(event_overlay(st, camera))  # zones, lines, live counts
         out.append(summary)
     return out, registry_errors
 

@@ -109,7 +109,7 @@ class StreamReads:
         return out, errors
 
     def _send(self, reads: list[Read], block: int | None) -> list:
-        if len(reads) == 1:  # a single server's one read: no pipeline, as before the cluster came
+        if len(reads) == 1:  # a single server's one read: no pipeline needed
             try:
                 return [self._xreadgroup(self.client, reads[0], block)]
             except redis.exceptions.ResponseError as exc:
