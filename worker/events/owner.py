@@ -62,7 +62,7 @@ class Outputs:
 
 
 def parse(fields: dict) -> tuple[Record, Frame | None]:
-    """A `detected` entry (worker/events/detected.py) as the tracking stage's Record (a skip marker
+    """A `detected` entry (common/detected.py) as the tracking stage's Record (a skip marker
     has `skipped`), and the frame it carried. Raises EnvelopeError on anything malformed."""
     marker = fields.get(SKIPPED_FIELD)
     if marker is not None:

@@ -22,17 +22,17 @@ import time
 
 import redis
 
-from common import envelope, threads
+from common import detected, envelope, threads
 from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
+from common.envelope import Frame
 from common.errors import EnvelopeError
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, WORKER_GROUP, Keys
 from common.logs import camera_logger
 from common.registry import deregister, heartbeat, member_id
 from common.stats import Figure
 from common.text import as_str
-from worker.detect.pipeline import FrameDecodeError
-from worker.events import detected
+from worker.detect.pipeline import FrameDecodeError, FrameProcessor
 from worker.live import groups, metrics
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
@@ -44,6 +44,13 @@ UNREACHABLE_PAUSE = 0.5  # seconds a camera whose cluster node does not answer i
 DEAD_CONSUMER_INTERVAL = 10.0
 SKIP_LOG_INTERVAL = 10.0
 DEADLETTER_MAX_BYTES = 1 << 20
+
+
+def detect_raw(processor: FrameProcessor, frame: Frame, *, max_pixels: int | None = None) -> Frame:
+    """The frame with its detections, meta `infer_ms` and `work_cpu_ms` and the decode and detect marks
+    (as `FrameProcessor.process` sets them; an event camera's tracking owner draws and encodes), its
+    JPEG as the producer sent it. Raises FrameDecodeError like `FrameProcessor.process`."""
+    return processor.detect_frame(frame, max_pixels=max_pixels).on(frame, frame.jpeg)
 
 
 class Worker:
@@ -344,7 +351,7 @@ class Worker:
         frame = frame.stamped(read=read_ns)
         try:
             if served.camera.events_enabled:  # its tracking owner draws the boxes, with track ids
-                result = detected.detect_raw(served.processor, frame, max_pixels=self.cfg.max_frame_pixels)
+                result = detect_raw(served.processor, frame, max_pixels=self.cfg.max_frame_pixels)
             else:
                 result = served.processor.process(frame, fps=served.source_fps(), max_pixels=self.cfg.max_frame_pixels)
             published_ns = time.time_ns()

@@ -1,4 +1,5 @@
-"""The `detected` stream of an event camera: what the detect workers hand to its tracking owner.
+"""The `detected` stream's contract between the detect workers and the tracker: what the workers
+write for an event camera, which its tracking owner reads.
 
 For a camera with events, the drawn label must carry the tracked id (`person #12`), and tracking is
 sequential while detection is spread over workers; so the workers detect only and publish
@@ -9,8 +10,8 @@ sequential while detection is spread over workers; so the workers detect only an
 - a skipped frame (stale live frame, or dead-lettered with a readable envelope): field `s`,
   `b"<run>:<seq>"`, so the owner's reorderer releases the frames after it without waiting.
 
-The functions here run on the worker loop; the owner reads the entries with
-`worker.events.owner.parse`. Importing this module loads no tracking code.
+The writes are built on the worker loop; the owner reads the entries with
+`worker.events.owner.parse`. Importing this module loads no detection or tracking code.
 """
 
 from __future__ import annotations
@@ -18,16 +19,7 @@ from __future__ import annotations
 import msgpack
 
 from common import envelope
-from common.envelope import Frame
 from common.keys import FRAME_FIELD, SKIPPED_FIELD
-from worker.detect.pipeline import FrameProcessor
-
-
-def detect_raw(processor: FrameProcessor, frame: Frame, *, max_pixels: int | None = None) -> Frame:
-    """The frame with its detections, meta `infer_ms` and `work_cpu_ms` and the decode and detect marks
-    (as `FrameProcessor.process` sets them; the owner draws and encodes), its JPEG as the producer sent
-    it. Raises FrameDecodeError like `FrameProcessor.process`."""
-    return processor.detect_frame(frame, max_pixels=max_pixels).on(frame, frame.jpeg)
 
 
 def detected_write(key: str, payload: bytes, maxlen: int) -> tuple[str, dict, int]:
