@@ -91,8 +91,8 @@ def stage_costs(src: str, workdir: str, frames: int) -> dict:
 
     from common.config import CameraConfig
     from worker.detect.factory import load_detector
+    from worker.detect.media import H264Writer
     from worker.detect.pipeline import FrameProcessor
-    from worker.media import H264Writer
     from worker.offline.video import CRF, PRESET
 
     cap = cv2.VideoCapture(src)

@@ -1,6 +1,6 @@
 """H.264 MP4 clips through PyAV (FFmpeg's libx264; OpenCV's wheels cannot write H.264).
 
-- `H264Writer` (now in `worker/media.py`): a generic writer of BGR images, yuv420p, `+faststart`
+- `H264Writer` (now in `worker/detect/media.py`): a generic writer of BGR images, yuv420p, `+faststart`
   (playable in a browser's <video> while it downloads), timestamps from the frames' capture times in a 1/90000 s time base (variable
   frame rate survives exactly), one frame out per frame in. `framecast process` can use it as it uses
   cv2.VideoWriter (`write(image)`, `release()`).
@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worker.media import TIME_BASE, ClipError, H264Writer  # noqa: F401 - the clip writer, re-exported
+from worker.detect.media import TIME_BASE, ClipError, H264Writer  # noqa: F401 - the clip writer, re-exported
 
 
 class FrameBuffer:

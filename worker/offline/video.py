@@ -9,7 +9,7 @@ import av
 import cv2
 import numpy as np
 
-from worker.media import H264Writer
+from worker.detect.media import H264Writer
 
 MAX_CORRUPT_RUN = 25  # consecutive unreadable frames before the rest of the file counts as gone
 # libx264 settings of the output, measured at 768x576 (bench/offline.py, CPU ms per frame on one
