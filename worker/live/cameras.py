@@ -1,4 +1,4 @@
-"""What a worker keeps per camera it serves: the frame processor, stream keys, the camera's account
+"""What a worker keeps per camera it serves: the frame processor and the camera's outlet, stream keys, the camera's account
 (Prometheus and Redis stats), a logger, the rates it reports in heartbeats, and whether it is out of
 service (Redis refuses one of its keys). Owned by one worker loop; its publishing thread records what
 it published (each a single assignment or deque append, read by the loop)."""
@@ -19,6 +19,7 @@ from common.stats import CameraAccount, RateMeter
 from worker.detect import create_detector
 from worker.detect.pipeline import FrameProcessor
 from worker.live import metrics
+from worker.live.outlets import outlet_for
 
 # A camera out of service is tried again after these delays (s), then every last one.
 FAULT_RETRY_S = (10.0, 20.0, 30.0)
@@ -35,10 +36,9 @@ class ServedCamera:
         self.live = camera.mode == "live"
         self.max_age_ns = int(settings.max_frame_age(camera) * 1e9)
         self.frames_key = keys.frames(camera.id)
-        self.annotated_key = keys.annotated(camera.id)
-        self.detections_key = keys.detections(camera.id)
         self.deadletter_key = keys.deadletter(camera.id)
         self.processor = FrameProcessor(camera, create_detector(camera.detection))
+        self.outlet = outlet_for(camera, settings, self.processor)  # annotate, or detect-only (events)
         self.account = CameraAccount(client, keys, camera.id)
         self.log = camera_logger("framecast.worker", camera.id, worker=worker_name)
         self.recent: deque[tuple[int, int, int]] = deque(maxlen=20)  # (run, seq, capture ns)

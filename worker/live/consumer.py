@@ -9,8 +9,8 @@ to the camera's stats in the same transaction as its XACK, so the counts match t
 even when the worker is killed. The publishing thread (`publisher.py`) writes those transactions
 while the loop reads and processes the next frames. A camera whose key Redis refuses (a stream
 overwritten with a string: WRONGTYPE) is taken out of service and retried alone, so the other
-cameras keep flowing. The per-frame transform is `worker.detect.pipeline.FrameProcessor`; this module
-only does the Redis side.
+cameras keep flowing. The per-frame transform and its writes are the camera's outlet (`outlets.py`:
+annotate, or detect only for an event camera); this module only does the Redis side.
 """
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ import time
 
 import redis
 
-from common import detected, envelope, threads
+from common import envelope, threads
 from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
-from common.envelope import Frame
 from common.errors import EnvelopeError
-from common.keys import DETECTIONS_FIELD, FRAME_FIELD, WORKER_GROUP, Keys
+from common.keys import FRAME_FIELD, WORKER_GROUP, Keys
 from common.logs import camera_logger
 from common.registry import deregister, heartbeat, member_id
 from common.stats import Figure
 from common.text import as_str
-from worker.detect.pipeline import FrameDecodeError, FrameProcessor
+from worker.detect.pipeline import FrameDecodeError
 from worker.live import groups, metrics
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
@@ -44,13 +43,6 @@ UNREACHABLE_PAUSE = 0.5  # seconds a camera whose cluster node does not answer i
 DEAD_CONSUMER_INTERVAL = 10.0
 SKIP_LOG_INTERVAL = 10.0
 DEADLETTER_MAX_BYTES = 1 << 20
-
-
-def detect_raw(processor: FrameProcessor, frame: Frame, *, max_pixels: int | None = None) -> Frame:
-    """The frame with its detections, meta `infer_ms` and `work_cpu_ms` and the decode and detect marks
-    (as `FrameProcessor.process` sets them; an event camera's tracking owner draws and encodes), its
-    JPEG as the producer sent it. Raises FrameDecodeError like `FrameProcessor.process`."""
-    return processor.detect_frame(frame, max_pixels=max_pixels).on(frame, frame.jpeg)
 
 
 class Worker:
@@ -350,10 +342,7 @@ class Worker:
             return self._skip(served, [eid], [data])
         frame = frame.stamped(read=read_ns)
         try:
-            if served.camera.events_enabled:  # its tracking owner draws the boxes, with track ids
-                result = detect_raw(served.processor, frame, max_pixels=self.cfg.max_frame_pixels)
-            else:
-                result = served.processor.process(frame, fps=served.source_fps(), max_pixels=self.cfg.max_frame_pixels)
+            result = served.outlet.process(frame, fps=served.source_fps(), max_pixels=self.cfg.max_frame_pixels)
             published_ns = time.time_ns()
             result = result.annotated(result.jpeg, result.detections or [], worker=self.name,
                                       published_ns=published_ns).stamped(published=published_ns)
@@ -363,18 +352,11 @@ class Worker:
         except Exception as exc:  # a detector or encoder failure on one frame must not stop the worker
             served.log.exception("frame processing failed", extra={"entry": eid})
             return self._dead_letter(served, eid, data, f"{type(exc).__name__}: {exc}", "processing")
-        streams = self.settings.streams
         served.account.observe(metrics.INFERENCE, result.meta.get("infer_ms", 0.0))
         served.account.observe(metrics.END_TO_END, (published_ns - frame.ts) / 1e6)
         for stage, ms in result.stage_ms().items():
             served.account.observe(metrics.STAGE, ms, stage=stage)
-        writes = [(served.annotated_key, {FRAME_FIELD: payload}, streams.annotated_maxlen),
-                  (served.detections_key, {DETECTIONS_FIELD: envelope.detections_record(result)},
-                   streams.detections_maxlen)]
-        if served.camera.events_enabled:
-            writes = [detected.detected_write(self.keys.detected(served.cam), payload,
-                                              self.settings.events.detected_maxlen)]
-        self._ack(served, [eid], metrics.PROCESSED, writes,
+        self._ack(served, [eid], metrics.PROCESSED, served.outlet.writes(result, payload),
                   done=lambda: served.record_processed(frame.run, frame.seq, frame.ts, published_ns))
         return None
 
@@ -385,19 +367,14 @@ class Worker:
         self.publisher.put(Publication(served, entry_ids, figure, labels, list(writes), done))
 
     def _skip(self, served: ServedCamera, entry_ids: list[str], frames: list = ()) -> None:
-        """Ack stale live frames unprocessed: a newer frame makes them worthless. An event camera's
-        tracking owner gets a marker per skipped frame (`frames`: entries or envelope bytes)."""
-        self._ack(served, entry_ids, metrics.SKIPPED, self._skip_markers(served, frames),
+        """Ack stale live frames unprocessed: a newer frame makes them worthless. The camera's outlet
+        says what they leave behind (`frames`: entries or envelope bytes)."""
+        self._ack(served, entry_ids, metrics.SKIPPED, served.outlet.skip_markers(list(frames)),
                   done=lambda: served.record_skipped(len(entry_ids)))
-
-    def _skip_markers(self, served: ServedCamera, frames: list) -> list:
-        if not served.camera.events_enabled:
-            return []
-        return detected.skip_writes(self.keys.detected(served.cam), list(frames), self.settings.events.detected_maxlen)
 
     def _dead_letter(self, served: ServedCamera, entry_id: str, data: bytes, error: str, reason: str) -> None:
         served.log.warning("bad frame dead-lettered", extra={"entry": entry_id, "error": error, "reason": reason})
         copy = {"entry": entry_id, "error": error, "reason": reason, "data": bytes(data[:DEADLETTER_MAX_BYTES])}
         self._ack(served, [entry_id], metrics.FAILED,
                   [(served.deadletter_key, copy, self.settings.streams.deadletter_maxlen),
-                   *self._skip_markers(served, [data])], reason=reason)
+                   *served.outlet.skip_markers([data])], reason=reason)
