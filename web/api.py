@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, jsonify, request
@@ -24,7 +23,6 @@ from web.streams import camera_figures
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
 MAX_LIMIT = 1_000_000
-KEEPALIVE_S = 5.0  # an idle follower gets a blank line this often (proxies close silent connections)
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _ID_PART_END = 2**64  # each part of a Redis stream id is an unsigned 64-bit number
 
@@ -172,22 +170,9 @@ def detections(cam: str):
                 newest = st.client.xrevrange(key, count=1)
             last_id = newest[0][0] if newest else b"0-0"
         yield b"\n"  # the stream is open; blank lines are keep-alives and carry no record
-        quiet_since = time.monotonic()
-        entries = st.followers.follow({key: last_id}, {key: cam})
-        try:
-            for entry in entries:
-                if st.stopping.is_set():
-                    return
-                if entry is None:
-                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                        quiet_since = time.monotonic()
-                        yield b"\n"
-                    continue
-                quiet_since = time.monotonic()
-                _key, entry_id, fields = entry
-                yield _line(entry_id, fields.get(DETECTIONS_FIELD, b"{}"))
-        finally:
-            entries.close()
+        yield from st.followers.lines({key: last_id}, {key: cam},
+                                      lambda entry: _line(entry[1], entry[2].get(DETECTIONS_FIELD, b"{}")),
+                                      b"\n", st.stopping)
 
     release = None
     if follow:

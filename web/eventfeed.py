@@ -6,7 +6,6 @@ a client may follow `web.max_streams_per_client` feeds at once."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, jsonify, request
@@ -19,7 +18,6 @@ from web.keyfaults import BrokenKeyError, reading
 from web.state import state
 
 bp = Blueprint("eventfeed", __name__, url_prefix="/api/events")
-KEEPALIVE_S = 5.0  # an idle feed gets a keep-alive this often (proxies close silent connections)
 
 
 def _feed_line(cam: str, entry_id: bytes | str, fields: dict, sse: bool) -> bytes:
@@ -69,26 +67,14 @@ def feed():
 
     def generate() -> Iterator[bytes]:
         """Runs on the client's thread/greenlet: what the process's shared readers (web.followers) hand
-        this follower; a keep-alive after KEEPALIVE_S seconds of silence."""
+        this follower; a keep-alive after web.followers.KEEPALIVE_S seconds of silence."""
         yield keepalive  # the stream is open (with no readable camera: keep-alives until shutdown)
-        quiet_since = time.monotonic()
-        entries = st.followers.follow(last, {key: keys[key] for key in last})
         try:
-            for entry in entries:
-                if st.stopping.is_set():
-                    return
-                if entry is None:
-                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                        quiet_since = time.monotonic()
-                        yield keepalive
-                    continue
-                quiet_since = time.monotonic()
-                key, entry_id, fields = entry
-                yield _feed_line(keys[key], entry_id, fields, sse)
+            yield from st.followers.lines(last, {key: keys[key] for key in last},
+                                          lambda entry: _feed_line(keys[entry[0]], entry[1], entry[2], sse),
+                                          keepalive, st.stopping)
         except BrokenKeyError:
             return  # logged by `reading`; the client sees the feed end and reconnects
-        finally:
-            entries.close()
 
     headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
     if errors:

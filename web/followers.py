@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -34,6 +34,7 @@ READ_BLOCK_MS = 1000  # short, so a stopped or retired reader ends promptly
 READ_COUNT = 100
 QUEUE_LIMIT = 10_000  # entries waiting for one follower; beyond, the follower is dropped
 LINGER_S = 10.0  # a reader lives this long after its last follower left (a reconnect reuses it)
+KEEPALIVE_S = 5.0  # an idle follower gets a keep-alive this often (proxies close silent connections)
 FOLLOW_WAIT_S = 1.0  # how long `follow` waits for entries before giving its caller a turn (None)
 log = logging.getLogger("framecast.web")
 _failures = ThrottledLog(60.0)
@@ -219,6 +220,27 @@ class Followers:
             metrics.FOLLOWERS.dec()
             for reader in joined.values():
                 reader.remove(follower)
+
+    def lines(self, starts: dict[str, bytes | str], cams: dict[str, str | None], render: Callable[[Entry], bytes],
+              keepalive: bytes, stopping: threading.Event) -> Iterator[bytes]:
+        """What a followed feed's response sends, on the client's thread: `render(entry)` for each
+        entry `follow` hands over, and `keepalive` after KEEPALIVE_S seconds of silence (proxies close
+        silent connections). Ends when the process is stopping; unsubscribes however it ends."""
+        quiet_since = time.monotonic()
+        entries = self.follow(starts, cams)
+        try:
+            for entry in entries:
+                if stopping.is_set():
+                    return
+                if entry is None:
+                    if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                        quiet_since = time.monotonic()
+                        yield keepalive
+                    continue
+                quiet_since = time.monotonic()
+                yield render(entry)
+        finally:
+            entries.close()
 
     def _join(self, key: str, cam: str | None, start: bytes | str,
               follower: Follower) -> tuple[StreamReader, bytes | str]:

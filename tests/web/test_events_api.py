@@ -13,10 +13,10 @@ import pytest
 from common.config import load_config
 from common.keys import EVENT_FIELD
 from tests.web.conftest import KEYS, LiveServer, jpeg_of
-from worker.events.clips import write_clip
-from worker.events.lifecycle import EventMessage
-from worker.events.recordings import EventFiles
-from worker.events.store import EventStore
+from tracker.clips import write_clip
+from tracker.lifecycle import EventMessage
+from tracker.recordings import EventFiles
+from tracker.store import EventStore
 
 LINE = {"name": "door", "points": [[0.1, 0.5], [0.9, 0.5]], "in_side": "right"}
 T = 1_795_000_000.0  # 2026-11-18: real epochs (above 1e11 they would be read as milliseconds)
@@ -298,7 +298,7 @@ def test_feed_delivers_messages_written_after_it_started(events_server, redis_cl
 
 
 def test_feed_as_server_sent_events_with_keepalives(events_server, redis_client, monkeypatch):
-    monkeypatch.setattr("web.eventfeed.KEEPALIVE_S", 0.5)
+    monkeypatch.setattr("web.followers.KEEPALIVE_S", 0.5)
     server, _ = events_server()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     conn.request("GET", "/api/events/feed?camera=cam1", headers={"Accept": "text/event-stream"})
