@@ -1,7 +1,7 @@
 """`python -m bench.zones`: the tracking owner's CPU per frame against a camera's number of zones and
 lines, which is what `events_config.MAX_ZONES` / `MAX_LINES` / `MAX_ZONE_POINTS` are set from.
 
-A camera's tracking stage (worker.events.stage.CameraEvents: ordering, tracking, zones, lines, the
+A camera's tracking stage (tracker.stage.CameraEvents: ordering, tracking, zones, lines, the
 event lifecycle) is fed a scene of `objects` boxes walking across a 640x480 frame, with N zones of P
 corners and N lines scattered over it; each event message also costs what the owner spends on it
 before Redis (the counts, flattened, and the changed counts). No Redis, no JPEGs: the figure is the
@@ -19,8 +19,8 @@ import time
 from bench.harness import machine
 from common.config import CameraConfig
 from common.events_config import EventStorageConfig, LineConfig, ZoneConfig
-from worker.events.owner import flatten_counts
-from worker.events.stage import CameraEvents, Record
+from tracker.owner import flatten_counts
+from tracker.stage import CameraEvents, Record
 
 W, H, FPS = 640, 480, 10.0
 

@@ -11,7 +11,7 @@ sequential while detection is spread over workers; so the workers detect only an
   `b"<run>:<seq>"`, so the owner's reorderer releases the frames after it without waiting.
 
 The writes are built on the worker loop; the owner reads the entries with
-`worker.events.owner.parse`. Importing this module loads no detection or tracking code.
+`tracker.owner.parse`. Importing this module loads no detection or tracking code.
 """
 
 from __future__ import annotations

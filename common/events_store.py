@@ -1,4 +1,4 @@
-"""The read side of event records in Redis (the tracking owner writes them, worker/events/store.py;
+"""The read side of event records in Redis (the tracking owner writes them, tracker/store.py;
 any web process reads them), and of the live counts.
 
 Per camera (all keys carry the camera's hash tag):

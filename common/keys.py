@@ -53,7 +53,7 @@ class Keys:
         """Hash of per-camera counters written by producers and workers."""
         return self._cam("stats", camera_id)
 
-    # Events (worker/events): the tracking owner's input, its lease and checkpoint, and its outputs.
+    # Events (tracker): the tracking owner's input, its lease and checkpoint, and its outputs.
     def detected(self, camera_id: str) -> str:
         """Stream: detections on raw frames (envelope with dets, or a skipped marker) for the
         camera's tracking owner, which orders, tracks, annotates and publishes them."""

@@ -2,7 +2,7 @@
 
 `H264Writer` is a generic writer of BGR images into H.264 MP4 (yuv420p, `+faststart`: playable in
 a browser's <video> and on phones while it downloads), used as cv2.VideoWriter is (`write(image)`,
-`release()`): event clips (`worker/events/clips.py`) and `framecast process` both write through it.
+`release()`): event clips (`tracker/clips.py`) and `framecast process` both write through it.
 """
 
 from __future__ import annotations

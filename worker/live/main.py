@@ -1,15 +1,22 @@
-"""`framecast worker [--camera ID ...]`: detect objects in every configured camera (or those named).
+"""The detection side of `framecast worker [--camera ID ...]`: detect objects in every configured
+camera (or those named).
 
-A thin CLI over `worker.live.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0
-(70 when one of its service threads died: common/threads.py).
+A thin layer over `worker.live.consumer.Worker`: load config, load models, serve until SIGTERM, exit 0
+(70 when one of its service threads died: common/threads.py). The CLI (framecast/worker_role.py) adds
+the tracker beside it, which the worker does not import.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
 
 from common import threads
+from common.config import CameraConfig, Settings
 from common.service import (
     add_common_args,
     fail,
@@ -20,10 +27,17 @@ from common.service import (
 )
 from common.startup import connect_checked
 from worker.detect import ModelError
-from worker.events.service import EventService
 from worker.live.consumer import Worker
 
 log = logging.getLogger("framecast.worker")
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+# Starts what runs beside the worker loop in the same process (settings, cameras, client, worker name).
+Beside = Callable[[Settings, list[CameraConfig], redis.Redis, str], Stoppable]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def serve(args: argparse.Namespace, *, beside: Beside | None = None) -> int:
+    """Run the worker on the main thread until SIGTERM; `beside` (the tracker) starts once the worker is
+    built and is stopped after its loop returns. The process's exit code."""
     settings = load_settings(args)
     cameras = selected_cameras(settings, args)
     stop = stop_event_on_signals()
@@ -47,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     start_metrics(settings)
     log.info("worker started", extra={"worker": worker.name, "cameras": {c.id: c.mode for c in cameras},
                                       "redis": settings.redis_url_display})
-    # Event cameras' tracking (worker/events): this process owns those whose lease it holds.
-    events = EventService(settings, cameras, client, worker.name).start()
+    companion = beside(settings, cameras, client, worker.name) if beside else None
     try:
         worker.run()  # returns on SIGTERM/SIGINT (or a service thread's death) after acking the frames
     finally:          # in hand and deregistering
-        events.stop()  # owned cameras end their open events and release their leases
+        if companion is not None:
+            companion.stop()  # the tracker: owned cameras end their open events and release their leases
         client.close()
     return threads.exit_code()  # 70 when a service thread died: its supervisor restarts the process

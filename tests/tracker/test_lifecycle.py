@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from common.events_config import EventsConfig, LineConfig, ZoneConfig
-from worker.events import geometry
-from worker.events.lifecycle import EventLifecycle
+from tracker import geometry
+from tracker.lifecycle import EventLifecycle
 
 W, H = 1000, 1000
 ZONE = ZoneConfig(name="drive", points=[(0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)])

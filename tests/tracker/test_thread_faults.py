@@ -20,7 +20,7 @@ import time
 import pytest
 
 from common.keys import Keys
-from tests.worker.events.test_pipeline_events import CAM, REPO, Pipeline, clip, events, hand_over, settled
+from tests.tracker.test_pipeline_events import CAM, REPO, Pipeline, clip, events, hand_over, settled
 
 __all__ = ["clip"]  # the sample clip fixture, shared with the pipeline tests
 
@@ -58,7 +58,7 @@ def test_an_oserror_in_retention_leaves_lease_taking_alive_and_the_camera_gets_a
 DOOMED_WORKER = textwrap.dedent("""
     import os, sys, threading
     from common import threads
-    from worker.live.main import main
+    from framecast.worker_role import main
     r, w = os.pipe()
     os.write(w, b"x" * 60000)
     def read_frames():

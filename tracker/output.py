@@ -1,7 +1,7 @@
 """The tracking owner's frame output: annotated frames, detection records and the checkpoint, written
 together in one Lua script fenced by the camera's lease.
 
-One step of the owner (worker/events/owner.py) publishes the frames it released, in order, and moves
+One step of the owner (tracker/owner.py) publishes the frames it released, in order, and moves
 the checkpoint past them. Both go in one script, which first checks that the lease still holds this
 owner's `<owner>:<token>`: Redis applies all of it or none of it, and a former owner that hung past
 its TTL writes nothing. A new owner resumes from the checkpoint and skips every frame up to its
@@ -15,7 +15,7 @@ from __future__ import annotations
 import redis
 
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, Keys
-from worker.events.lease import LeaseLostError
+from tracker.lease import LeaseLostError
 
 # KEYS: lease, annotated, detections, checkpoint. ARGV: lease value, annotated maxlen, detections
 # maxlen, checkpoint JSON ('' keeps it), then one (envelope, record) pair per frame.

@@ -10,10 +10,10 @@ from collections import defaultdict
 import pytest
 
 from common.events_config import EventsConfig
-from tests.worker.events import scene
-from worker.events.lifecycle import EventLifecycle
-from worker.events.ordering import Reorderer
-from worker.events.tracking import CameraTracker, StaleFrameError
+from tests.tracker import scene
+from tracker.lifecycle import EventLifecycle
+from tracker.ordering import Reorderer
+from tracker.tracking import CameraTracker, StaleFrameError
 
 # 9 missing frames across the crossing of a and b: the objects move ~49 px meanwhile, more than their
 # width, so only predictions that kept moving through the gap find them again.

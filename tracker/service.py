@@ -1,6 +1,6 @@
-"""The events stage of a worker process: which of its event cameras it owns the tracking of.
+"""The events stage of a process (a worker's): which of its event cameras it owns the tracking of.
 
-Every worker process that serves event cameras runs one EventService. Its thread, about once a
+Every process that serves event cameras runs one EventService. Its thread, about once a
 second, tries to take the lease of each event camera it serves that no owner thread of this process
 is running for; on success it starts a `CameraOwner` thread for that camera. Exactly one process at a
 time holds a camera's lease (a TTL'd key in Redis, renewed by its owner every ttl/3), so exactly one
@@ -30,13 +30,13 @@ from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe
 from common.event_files import events_root
 from common.keys import Keys
 from common.logs import camera_logger
-from worker.events.lease import Lease
-from worker.events.metrics import ERRORS
-from worker.events.mqtt import MqttPublisher
-from worker.events.owner import CameraOwner, Outputs
-from worker.events.recordings import ClipWriter, EventFiles
-from worker.events.store import EventStore
-from worker.events.webhooks import WebhookSender
+from tracker.lease import Lease
+from tracker.metrics import ERRORS
+from tracker.mqtt import MqttPublisher
+from tracker.owner import CameraOwner, Outputs
+from tracker.recordings import ClipWriter, EventFiles
+from tracker.store import EventStore
+from tracker.webhooks import WebhookSender
 
 log = logging.getLogger("framecast.events")
 
@@ -45,7 +45,7 @@ RETENTION_INTERVAL = 60.0
 
 
 class EventService:
-    """Started and stopped by the worker's main; `start` returns at once."""
+    """Started and stopped by the process's main (framecast/worker_role.py); `start` returns at once."""
 
     def __init__(self, settings: Settings, cameras: list[CameraConfig], client: redis.Redis, name: str):
         self.settings = settings

@@ -9,7 +9,7 @@ import sys
 import time
 
 from tests.conftest import REPO
-from worker.events.lease import Lease
+from tracker.lease import Lease
 
 KEY = "fc:tracker:{door}"
 
@@ -50,7 +50,7 @@ def test_release_only_removes_our_own_lease(redis_client):
 def test_killed_holder_hands_over_within_the_ttl(redis_server, redis_client):
     script = (
         "import sys, time, redis\n"
-        "from worker.events.lease import Lease\n"
+        "from tracker.lease import Lease\n"
         "lease = Lease(redis.Redis.from_url(sys.argv[1]), sys.argv[2], 'doomed', ttl=1.0)\n"
         "assert lease.acquire()\n"
         "print('held', flush=True)\n"

@@ -15,7 +15,7 @@ import pytest
 
 from common.events_config import WebhookConfig
 from tests.loopback_http import LoopbackServer
-from worker.events.webhooks import SIGNATURE_HEADER, WebhookSender, WebhookTarget, verify
+from tracker.webhooks import SIGNATURE_HEADER, WebhookSender, WebhookTarget, verify
 
 SECRET = "s3cret-key"
 

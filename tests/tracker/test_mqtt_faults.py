@@ -8,7 +8,7 @@ import json
 
 from prometheus_client import REGISTRY
 
-from tests.worker.events.test_mqtt import Subscriber, publisher, wait_for
+from tests.tracker.test_mqtt import Subscriber, publisher, wait_for
 
 
 def invalid() -> float:

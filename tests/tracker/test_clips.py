@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from worker.events.clips import (
+from tracker.clips import (
     TIME_BASE,
     ClipError,
     FrameBuffer,

@@ -14,8 +14,8 @@ import paho.mqtt.client as mqtt
 
 from common.events_config import EventsConfig, ZoneConfig
 from tests.conftest import REPO
-from worker.events.lifecycle import EventLifecycle
-from worker.events.mqtt import MqttPublisher
+from tracker.lifecycle import EventLifecycle
+from tracker.mqtt import MqttPublisher
 
 
 class Subscriber:
@@ -161,7 +161,7 @@ def test_last_will_says_offline_when_the_process_dies(mosquitto):
     script = (
         "import sys, time\n"
         "from common.events_config import MqttConfig\n"
-        "from worker.events.mqtt import MqttPublisher\n"
+        "from tracker.mqtt import MqttPublisher\n"
         "config = MqttConfig(enabled=True, host='127.0.0.1', port=int(sys.argv[1]), topic_prefix='t3', keepalive=5)\n"
         "p = MqttPublisher.from_config(config).start()\n"
         "while not p.connected: time.sleep(0.02)\n"

@@ -18,7 +18,7 @@ from common.config import load_config
 from common.errors import ConfigError
 from common.event_files import STORE_DIR, STORE_MARKER, ForeignStoreError
 from tests.conftest import REPO
-from worker.events.recordings import ClipWriter, EventFiles
+from tracker.recordings import ClipWriter, EventFiles
 
 NOW = 1_800_000_000.0
 YEAR = 365 * 24 * 3600.0

@@ -28,7 +28,7 @@ from tests.ledger import detection_ids, stream_entries
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 CAM = "walk"
 LINE = {"name": "walkway", "points": [[0.62, 0.30], [0.62, 0.80]], "in_side": "left"}
 ZONE = {"name": "path", "points": [[0.25, 0.36], [0.78, 0.42], [0.78, 0.70], [0.25, 0.52]], "labels": ["person"]}

@@ -30,7 +30,7 @@ from common.event_files import (
 )
 from common.logs import camera_logger
 from common.threads import service_thread
-from worker.events.clips import ClipInfo, write_clip
+from tracker.clips import ClipInfo, write_clip
 
 log = logging.getLogger("framecast.events")
 

@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from common.config import load_config
 from common.errors import ConfigError
 from common.events_config import WebhookConfig
-from tests.worker.events.test_webhooks import SECRET, Receiver, message
-from worker.events.webhooks import SIGNATURE_HEADER, WebhookSender, WebhookTarget
+from tests.tracker.test_webhooks import SECRET, Receiver, message
+from tracker.webhooks import SIGNATURE_HEADER, WebhookSender, WebhookTarget
 
 METRIC = "framecast_webhook_deliveries_total"
 PASSWORD = "pa55-w0rd/@:"  # '/', '@' and ':' percent-encoded in the URL

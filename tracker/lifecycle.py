@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from common.events_config import EventsConfig, LineConfig, ZoneConfig
-from worker.events import geometry
+from tracker import geometry
 
 SCORE_MARGIN = 0.02  # a snapshot scoring within this of the best one wins only by being much larger
 AREA_GAIN = 1.25

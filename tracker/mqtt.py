@@ -40,7 +40,7 @@ import paho.mqtt.client as mqtt
 
 from common.events_config import MqttConfig
 from common.threads import start_thread
-from worker.events import metrics
+from tracker import metrics
 
 log = logging.getLogger("framecast.mqtt")
 

@@ -2,9 +2,9 @@
 camera's `detected` stream in order, tracks, draws the boxes with their track ids, publishes the
 annotated frames and detection records, and emits the camera's events.
 
-Runs on its own thread (one per owned camera, started by `worker.events.service.EventService`), so a
+Runs on its own thread (one per owned camera, started by `tracker.service.EventService`), so a
 slow camera costs only itself. Hand-over: with each batch's frames the owner writes a checkpoint, in
-the same script fenced by its lease (worker/events/output.py): the last `detected` entry whose frame,
+the same script fenced by its lease (tracker/output.py): the last `detected` entry whose frame,
 and every frame before it, has been published, the last (run, seq) released and the next track id. A
 new owner resumes from there (so each frame is published once across a hand-over), ends
 the events the previous owner left open (read from the event store: the source of truth, so an
@@ -31,16 +31,16 @@ from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD, SKIPPED_FIELD, Keys
 from common.logs import camera_logger
 from common.text import as_str
+from tracker import metrics
+from tracker.lease import Lease, LeaseLostError
+from tracker.lifecycle import EventMessage, end_orphans
+from tracker.mqtt import MqttPublisher
+from tracker.output import FrameOutput
+from tracker.recordings import ClipWriter, EventFiles
+from tracker.stage import CameraEvents, Record, Tracked
+from tracker.store import EventStore
+from tracker.webhooks import WebhookSender
 from worker.detect.annotate import draw_detections, draw_overlay
-from worker.events import metrics
-from worker.events.lease import Lease, LeaseLostError
-from worker.events.lifecycle import EventMessage, end_orphans
-from worker.events.mqtt import MqttPublisher
-from worker.events.output import FrameOutput
-from worker.events.recordings import ClipWriter, EventFiles
-from worker.events.stage import CameraEvents, Record, Tracked
-from worker.events.store import EventStore
-from worker.events.webhooks import WebhookSender
 
 BATCH = 16  # detected entries read at once
 SEEN = 2000  # frames remembered to drop a second copy (a frame reclaimed from a slow worker)

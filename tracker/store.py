@@ -19,8 +19,8 @@ import redis
 
 from common.events_store import EventReader
 from common.keys import EVENT_FIELD, Keys
-from worker.events.lease import Lease, LeaseLostError
-from worker.events.lifecycle import EventMessage
+from tracker.lease import Lease, LeaseLostError
+from tracker.lifecycle import EventMessage
 
 _SAVE = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then

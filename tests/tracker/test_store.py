@@ -7,9 +7,9 @@ import time
 import pytest
 
 from common.keys import Keys
-from worker.events.lease import Lease, LeaseLostError
-from worker.events.lifecycle import EventMessage
-from worker.events.store import EventStore
+from tracker.lease import Lease, LeaseLostError
+from tracker.lifecycle import EventMessage
+from tracker.store import EventStore
 
 
 def state(n: int, label: str = "person", zones=(), cam: str = "door", end: float | None = None) -> dict:

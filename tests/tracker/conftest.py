@@ -1,6 +1,6 @@
 import pytest
 
-from tests.worker.events.mosquitto import Mosquitto
+from tests.tracker.mosquitto import Mosquitto
 
 
 @pytest.fixture

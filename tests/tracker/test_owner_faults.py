@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from common import envelope
 from common.envelope import Frame
 from common.keys import FRAME_FIELD
-from tests.worker.events.test_owner import CAM, RUN, detect, owner, published
+from tests.tracker.test_owner import CAM, RUN, detect, owner, published
 
 
 def render_errors() -> float:

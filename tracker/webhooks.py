@@ -47,7 +47,7 @@ from common.connection import ThrottledLog
 from common.events_config import WebhookConfig
 from common.redaction import url_origin
 from common.threads import service_thread
-from worker.events.metrics import WEBHOOK_DELIVERIES
+from tracker.metrics import WEBHOOK_DELIVERIES
 
 log = logging.getLogger("framecast.webhooks")
 

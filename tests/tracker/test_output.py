@@ -8,8 +8,8 @@ import time
 import pytest
 
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, Keys
-from worker.events.lease import Lease, LeaseLostError
-from worker.events.output import FrameOutput
+from tracker.lease import Lease, LeaseLostError
+from tracker.output import FrameOutput
 
 CAM = "door"
 

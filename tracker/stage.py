@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from common.config import CameraConfig
 from common.events_config import EventStorageConfig
 from common.logs import camera_logger
-from worker.events.clips import FrameBuffer, clip_window
-from worker.events.lifecycle import EventLifecycle, EventMessage
-from worker.events.ordering import Reorderer
-from worker.events.recordings import ClipWriter, EventFiles
-from worker.events.tracking import CameraTracker, StaleFrameError
+from tracker.clips import FrameBuffer, clip_window
+from tracker.lifecycle import EventLifecycle, EventMessage
+from tracker.ordering import Reorderer
+from tracker.recordings import ClipWriter, EventFiles
+from tracker.tracking import CameraTracker, StaleFrameError
 
 CLIP_GRACE = 2.0  # seconds past a clip's post-roll after which it is cut with the frames there are
 

@@ -14,10 +14,10 @@ import pytest
 
 from common.config import CameraConfig
 from common.events_config import EVENT_ID_RE, EventStorageConfig
-from tests.worker.events import scene
-from worker.events.lifecycle import end_orphans
-from worker.events.recordings import ClipWriter, EventFiles
-from worker.events.stage import CameraEvents, Record
+from tests.tracker import scene
+from tracker.lifecycle import end_orphans
+from tracker.recordings import ClipWriter, EventFiles
+from tracker.stage import CameraEvents, Record
 
 
 def frame_jpeg(dets: list[list]) -> bytes:

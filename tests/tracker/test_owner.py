@@ -14,10 +14,10 @@ from common import envelope
 from common.config import CameraConfig, Settings
 from common.envelope import Frame
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, Keys
-from worker.events.lease import Lease
-from worker.events.owner import CameraOwner, Outputs
-from worker.events.recordings import EventFiles
-from worker.events.store import EventStore
+from tracker.lease import Lease
+from tracker.owner import CameraOwner, Outputs
+from tracker.recordings import EventFiles
+from tracker.store import EventStore
 
 CAM, RUN = "yard", 1_700_000_000_000_000_000
 JPEG = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
