@@ -9,13 +9,14 @@ before.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import ssl
 import threading
 
 import redis
 
-from common.config import Settings
+from common.config import CameraConfig, Settings
 from common.connection import (
     CONNECTION_ERRORS,
     Backoff,
@@ -24,7 +25,7 @@ from common.connection import (
     describe_error,
     permanent_reason,
 )
-from common.service import fail
+from common.service import fail, load_settings, selected_cameras, stop_event_on_signals
 
 log = logging.getLogger("framecast.startup")
 
@@ -92,3 +93,14 @@ def connect_checked(settings: Settings, stop: threading.Event | None = None, *, 
             client.close()
         if backoff.wait(stop):
             return None
+
+
+def start_serving(args: argparse.Namespace) -> tuple[Settings, list[CameraConfig], threading.Event, redis.Redis | None]:
+    """The start of a service that serves its cameras until SIGTERM (the worker, the tracker): the
+    settings and cameras its command line names (exits 2 on a bad config or an unknown camera), the
+    stop event (SIGTERM/SIGINT, or a service thread's death), and a client once Redis answers (None
+    when stopped while waiting; exits 3 on a wrong password or certificate)."""
+    settings = load_settings(args)
+    cameras = selected_cameras(settings, args)
+    stop = stop_event_on_signals()
+    return settings, cameras, stop, connect_checked(settings, stop)

@@ -45,7 +45,7 @@ RETENTION_INTERVAL = 60.0
 
 
 class EventService:
-    """Started and stopped by the process's main (framecast/worker_role.py); `start` returns at once."""
+    """Started and stopped by the process's main (framecast/worker_role.py, tracker/main.py); `start` returns at once."""
 
     def __init__(self, settings: Settings, cameras: list[CameraConfig], client: redis.Redis, name: str):
         self.settings = settings

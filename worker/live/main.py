@@ -17,15 +17,8 @@ import redis
 
 from common import threads
 from common.config import CameraConfig, Settings
-from common.service import (
-    add_common_args,
-    fail,
-    load_settings,
-    selected_cameras,
-    start_metrics,
-    stop_event_on_signals,
-)
-from common.startup import connect_checked
+from common.service import add_common_args, fail, start_metrics
+from common.startup import start_serving
 from worker.detect import ModelError
 from worker.live.consumer import Worker
 
@@ -49,10 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace, *, beside: Beside | None = None) -> int:
     """Run the worker on the main thread until SIGTERM; `beside` (the tracker) starts once the worker is
     built and is stopped after its loop returns. The process's exit code."""
-    settings = load_settings(args)
-    cameras = selected_cameras(settings, args)
-    stop = stop_event_on_signals()
-    client = connect_checked(settings, stop)  # exits 3 on a wrong password or certificate
+    settings, cameras, stop, client = start_serving(args)
     if client is None:  # stopped while waiting for Redis
         return 0
     try:
