@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 # Workers of `make run`: a count, or per camera (WORKERS=door=3,yard=1); see `framecast up --help`.
 WORKERS ?= 2
 CONFIG ?= cameras.yaml
-# The lock the venv installs: requirements/test.txt holds the runtime, TensorFlow and test packages.
-LOCK ?= requirements/test.txt
+# The lock the venv installs: lock/requirements-test.txt holds the runtime, TensorFlow and test packages.
+LOCK ?= lock/requirements-test.txt
 # uv resolves the locks (fast, resolves for Python 3.11 / Linux x86_64 whatever machine runs it, and
 # writes pip-readable files with hashes); it runs only for `make lock`, from a venv of its own.
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
-LOCK_FLAGS := -c requirements/constraints.in --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
+LOCK_FLAGS := -c lock/constraints.in --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
 
 .PHONY: help install lock system-deps assets test lint run stop bench clean
 
@@ -24,7 +24,7 @@ help:
 	@echo "make assets   - fetch the model and sample clip into ~/.cache/framecast (sha256-pinned)"
 	@echo "make lint     - ruff"
 	@echo "make bench    - benchmarks; prints a table and writes bench/results/*.json"
-	@echo "make lock     - re-resolve requirements/*.txt from pyproject.toml (then run make test on it)"
+	@echo "make lock     - re-resolve lock/requirements-*.txt from pyproject.toml (then run make test on it)"
 	@echo "make stop     - stop a pipeline started by make run"
 
 system-deps:
@@ -50,11 +50,11 @@ install: $(STAMP)
 # (no build tools); build.txt is the image's pip, setuptools and wheel.
 lock:
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION); }
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test $(LOCK_FLAGS) $(UPGRADE) -o requirements/test.txt
-	$(LOCK_VENV)/bin/uv pip compile requirements/build.in -c requirements/test.txt $(LOCK_FLAGS) -o requirements/build.txt
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c requirements/test.txt $(LOCK_FLAGS) -o requirements/base.txt
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra tensorflow -c requirements/test.txt $(LOCK_FLAGS) -o requirements/tensorflow.txt
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra gpu -c requirements/base.txt $(LOCK_FLAGS) -o requirements/gpu.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml lock/build.in --extra test $(LOCK_FLAGS) $(UPGRADE) -o lock/requirements-test.txt
+	$(LOCK_VENV)/bin/uv pip compile lock/build.in -c lock/requirements-test.txt $(LOCK_FLAGS) -o lock/requirements-build.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml -c lock/requirements-test.txt $(LOCK_FLAGS) -o lock/requirements-base.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra tensorflow -c lock/requirements-test.txt $(LOCK_FLAGS) -o lock/requirements-tensorflow.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra gpu -c lock/requirements-base.txt $(LOCK_FLAGS) -o lock/requirements-gpu.txt
 
 assets: $(STAMP)
 	$(BIN)/python -m common.assets fetch

@@ -1,10 +1,10 @@
 """What this install is: framecast's version and the dependency lock its packages came from.
 
-The locks (`requirements/*.txt`, written by `make lock`) pin every package with its hash. This
+The locks (`lock/requirements-<name>.txt`, written by `make lock`) pin every package with its hash. This
 module reads them and compares them with what is installed, so `framecast --version`, the services'
 `framecast_build_info` metric and `python -m common.build check` can say which lock an install
 follows and where it drifted from it (a stale, hand-installed package on a developer's machine).
-The lock folder is the checkout's `requirements/`, or `$FRAMECAST_LOCK_DIR` (the Docker image's copy).
+The lock folder is the checkout's `lock/`, or `$FRAMECAST_LOCK_DIR` (the Docker image's copy).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-LOCK_NAMES = ("base", "tensorflow", "gpu", "test")  # requirements/<name>.txt
+LOCK_NAMES = ("base", "tensorflow", "gpu", "test")  # lock/requirements-<name>.txt
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 _OWN = {"framecast"}  # installed from the checkout, not from the lock
 
@@ -30,7 +30,12 @@ def normalise(name: str) -> str:
 
 
 def lock_dir() -> Path:
-    return Path(os.environ.get("FRAMECAST_LOCK_DIR") or Path(__file__).resolve().parent.parent / "requirements")
+    return Path(os.environ.get("FRAMECAST_LOCK_DIR") or Path(__file__).resolve().parent.parent / "lock")
+
+
+def lock_file(name: str) -> Path:
+    """The file of the lock called `name` (base, tensorflow, gpu, test)."""
+    return lock_dir() / f"requirements-{name}.txt"
 
 
 def read_pins(text: str) -> dict[str, str]:
@@ -62,7 +67,7 @@ class LockStatus:
         return not self.differs and not self.extra
 
     def describe(self) -> str:
-        head = f"lock {self.name}.txt sha256:{self.sha256}"
+        head = f"lock requirements-{self.name}.txt sha256:{self.sha256}"
         if self.matches:
             return f"{head} (installed packages match it)"
         problems = self.differs + [f"{pkg}: installed, not in the lock" for pkg in self.extra]
@@ -87,7 +92,7 @@ def status(name: str | None = None) -> LockStatus | None:
     have = installed()
     found = []
     for lock in ([name] if name else LOCK_NAMES):
-        path = lock_dir() / f"{lock}.txt"
+        path = lock_file(lock)
         if path.is_file():
             found.append(compare(lock, path.read_text(), have))
     if not found:
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lock and args.lock.endswith(".txt"):
         path = Path(args.lock)
-        lock = compare(path.stem, path.read_text(), installed())
+        lock = compare(path.stem.removeprefix("requirements-"), path.read_text(), installed())
     else:
         lock = status(args.lock)
     if lock is None:

@@ -10,18 +10,18 @@ import sys
 from common import build
 from tests.conftest import REPO
 
-# The lock `make install` installed the test venv from (Makefile: LOCK ?= requirements/test.txt).
+# The lock `make install` installed the test venv from (Makefile: LOCK ?= lock/requirements-test.txt).
 LOCK = os.environ.get("FRAMECAST_TEST_LOCK", "test")
 
 
 def test_installed_packages_are_exactly_the_lock():
     status = build.status(LOCK)
-    assert status is not None, f"no requirements/{LOCK}.txt"
+    assert status is not None, f"no lock/requirements-{LOCK}.txt"
     assert status.matches, status.describe() + "  (a stale venv: `make clean install`)"
 
 
 def test_a_package_that_drifted_from_the_lock_is_named(tmp_path):
-    text = (REPO / "requirements" / f"{LOCK}.txt").read_text()
+    text = (REPO / "lock" / f"requirements-{LOCK}.txt").read_text()
     numpy = build.installed()["numpy"]
     drifted = text.replace(f"numpy=={numpy}", "numpy==1.26.4")
     dropped = "\n".join(line for line in drifted.splitlines() if not line.startswith("msgpack=="))
@@ -41,15 +41,15 @@ def test_a_package_that_drifted_from_the_lock_is_named(tmp_path):
 def test_version_names_the_lock_and_its_hash():
     out = subprocess.run([sys.executable, "-m", "framecast", "--version"], cwd=REPO, capture_output=True,
                          text=True, timeout=60, check=True).stdout
-    digest = hashlib.sha256((REPO / "requirements" / f"{LOCK}.txt").read_bytes()).hexdigest()
+    digest = hashlib.sha256((REPO / "lock" / f"requirements-{LOCK}.txt").read_bytes()).hexdigest()
     assert out.splitlines()[0].startswith("framecast ")
-    assert f"lock {LOCK}.txt sha256:{digest} (installed packages match it)" in out
+    assert f"lock requirements-{LOCK}.txt sha256:{digest} (installed packages match it)" in out
 
 
 def test_the_lock_folder_can_be_moved(tmp_path):
     """The Docker image keeps its lock outside the code (FRAMECAST_LOCK_DIR)."""
-    (tmp_path / "base.txt").write_text((REPO / "requirements" / "base.txt").read_text())
+    (tmp_path / "requirements-base.txt").write_text((REPO / "lock" / "requirements-base.txt").read_text())
     env = {**os.environ, "FRAMECAST_LOCK_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "framecast", "--version"], cwd=REPO, capture_output=True,
                          text=True, timeout=60, env=env, check=True).stdout
-    assert "lock base.txt sha256:" in out and "installed packages differ" in out  # the venv has test extras
+    assert "lock requirements-base.txt sha256:" in out and "installed packages differ" in out  # the venv has test extras

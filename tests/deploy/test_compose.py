@@ -135,9 +135,9 @@ def test_default_image_has_no_tensorflow_and_gpu_workers_add_it(compose):
     gpu = compose["services"]["worker-gpu"]["build"]["args"]["EXTRAS"]
     assert any(dep.startswith("tensorflow[and-cuda]") for dep in extras[gpu])
     assert any(dep.startswith("tensorflow") for dep in extras["tensorflow"])
-    assert '-r "requirements/${EXTRAS:-base}.txt"' in DOCKERFILE.read_text()  # each choice its own lock
+    assert '-r "lock/requirements-${EXTRAS:-base}.txt"' in DOCKERFILE.read_text()  # each choice its own lock
     for lock in ("base", gpu, "tensorflow"):
-        pins = (REPO / "requirements" / f"{lock}.txt").read_text()
+        pins = (REPO / "lock" / f"requirements-{lock}.txt").read_text()
         assert ("\ntensorflow==" in pins) == (lock == gpu) and ("\ntensorflow-cpu==" in pins) == (lock == "tensorflow")
         assert "ai-edge-litert==" in pins and "\npip==" not in pins  # the image carries no pip
 
