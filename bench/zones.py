@@ -20,7 +20,7 @@ from bench.harness import machine
 from common.config import CameraConfig
 from common.events_config import EventStorageConfig, LineConfig, ZoneConfig
 from tracker.owner import flatten_counts
-from tracker.stage import CameraEvents, Record
+from tracker.stage import CameraEvents, CountChanges, Emitted, Record, Released
 
 W, H, FPS = 640, 480, 10.0
 
@@ -49,13 +49,17 @@ def per_frame_ms(n_zones: int, n_lines: int, points: int, objects: int, frames: 
     paths = [(rng.uniform(0, 0.2), rng.uniform(0.2, 0.9), rng.uniform(0.004, 0.01)) for _ in range(objects)]
 
     messages = []
+    changes = CountChanges()
 
-    def sink(message) -> None:  # what CameraOwner._sink computes for every message before Redis
-        messages.append(message.type)
-        flatten_counts(stage.lifecycle.counts())
-        stage.changed_counts()
+    def take(step: Released) -> list:  # what CameraOwner computes for every message before Redis
+        for item in step.outputs:
+            if isinstance(item, Emitted):
+                messages.append(item.message.type)
+                flatten_counts(item.counts)
+                changes.since_last(item.counts["objects"])
+        return step.tracked
 
-    stage = CameraEvents(cam, EventStorageConfig(), fps=FPS, sinks=[sink])
+    stage = CameraEvents(cam, EventStorageConfig(), fps=FPS)
     t0 = 1_700_000_000.0
     released = []
     started = time.thread_time()
@@ -64,9 +68,9 @@ def per_frame_ms(n_zones: int, n_lines: int, points: int, objects: int, frames: 
         for x0, y, speed in paths:
             x = ((x0 + speed * seq) % 1.0) * W
             dets.append(["person", 0.9, x - 15, y * H - 60, x + 15, y * H, 0])
-        released += stage.push(Record(1, seq, t0 + seq / FPS, W, H, dets), seq / FPS)
-        released += stage.tick(seq / FPS + 10, t0 + seq / FPS)
-    released += stage.close()
+        released += take(stage.push(Record(1, seq, t0 + seq / FPS, W, H, dets), seq / FPS))
+        released += take(stage.tick(seq / FPS + 10, t0 + seq / FPS))
+    released += take(stage.close())
     spent = (time.thread_time() - started) * 1000 / frames
     assert len(released) == frames, len(released)
     assert messages, "the scene made no events"

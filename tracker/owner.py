@@ -37,7 +37,7 @@ from tracker.lifecycle import EventMessage, end_orphans
 from tracker.mqtt import MqttPublisher
 from tracker.output import FrameOutput
 from tracker.recordings import ClipWriter, EventFiles
-from tracker.stage import CameraEvents, Record, Tracked
+from tracker.stage import CameraEvents, ClipRequest, CountChanges, Emitted, Record, Released, Tracked
 from tracker.store import EventStore
 from tracker.webhooks import WebhookSender
 from worker.detect.annotate import draw_detections, draw_overlay
@@ -123,6 +123,7 @@ class CameraOwner:
         self._newest: tuple[float, float] | None = None  # (capture time, arrival) of the newest frame
         self._recent: deque[tuple[int, float]] = deque(maxlen=20)  # (seq, capture time): overlay fps
         self._counted: dict[str, int] = {}
+        self._count_changes = CountChanges()
         self._objects: set[str] = set()
         self._renew_at = 0.0
         self._seen: set[tuple[int, int]] = set()  # frames taken lately: a reclaimed frame comes twice
@@ -146,7 +147,7 @@ class CameraOwner:
             while not self.stop.is_set() and self.lease.held:
                 self.step()
             if self.lease.held:
-                self._publish(self.stage.close())
+                self._publish(self._output(self.stage.close()))
                 self.lease.release()
                 self.log.info("tracking owner stopped", extra={"published": self.published})
             else:
@@ -177,7 +178,7 @@ class CameraOwner:
                     return
                 tracked += self._take(as_str(entry_id), fields, now)
                 self._renew()  # per frame: a slow batch on a loaded machine must not lose the lease
-        tracked += self.stage.tick(now, self._clock(now))
+        tracked += self._output(self.stage.tick(now, self._clock(now)))
         self._publish(tracked)
         self._renew()
 
@@ -208,7 +209,7 @@ class CameraOwner:
             self._frames[ident] = frame
             self._newest = (record.ts, now)
             self._recent.append((record.seq, record.ts))
-        return self.stage.push(record, now)
+        return self._output(self.stage.push(record, now))
 
     def _clock(self, now: float) -> float:
         """Capture time as the stream tells it: the newest frame's, advanced by the time since it
@@ -227,8 +228,8 @@ class CameraOwner:
         self.last_id = self._resume_id = checkpoint.get("id", "0-0")
         self.resume = tuple(checkpoint["released"]) if checkpoint.get("released") else None
         self.stage = CameraEvents(self.camera, self.storage, reorder_window=self.storage.reorder_window,
-                                  start_id=int(checkpoint.get("next_track_id", 1)), files=out.files,
-                                  clips=out.clips, sinks=[self._sink], render=self._render)
+                                  start_id=int(checkpoint.get("next_track_id", 1)), clips=out.clips is not None,
+                                  render=self._render)
         if self.resume is not None:
             self.stage.reorder.released = self.resume  # so the next frame is released at once
         for field, n in out.store.counts(self.cam).items():
@@ -239,7 +240,7 @@ class CameraOwner:
                 self._counted[field] = n  # the former owner's crossings are counted already
         orphans = end_orphans(out.store.open_events(self.cam))
         for message in orphans:
-            self._sink(message)
+            self._sink(message, self.stage.lifecycle.counts())
         if orphans:
             metrics.ORPHANS_ENDED.labels(self.cam).inc(len(orphans))
             self.log.info("ended the events a former owner left open", extra={"events": len(orphans)})
@@ -314,11 +315,35 @@ class CameraOwner:
             safe = self._unsettled.popleft()[0]
         return safe
 
-    def _sink(self, message: EventMessage) -> None:
-        """Store (fenced; the feed and counts in the same step), then MQTT and webhooks."""
+    def _output(self, released: Released) -> list[Tracked]:
+        """Do what the stage released, in the order it arose: an event's snapshot, then the event
+        (`_sink`); an ended event's clip to the ClipWriter thread. The frames are left to `_publish`.
+        A snapshot the disk refuses, or a sink that fails, is logged and tracking goes on."""
+        for item in released.outputs:
+            if isinstance(item, ClipRequest):
+                self.out.clips.submit(self.cam, item.event_id, item.frames)
+                continue
+            self._emit(item)
+        return released.tracked
+
+    def _emit(self, emitted: Emitted) -> None:
+        message = emitted.message
+        if emitted.snapshot:
+            try:
+                self.out.files.write_snapshot(self.cam, message.after["id"], emitted.snapshot)
+            except OSError as exc:
+                self.log.warning("snapshot not written", extra={"event": message.after["id"], "error": str(exc)})
+        try:
+            self._sink(message, emitted.counts)
+        except Exception as exc:  # noqa: BLE001 - a broken sink must not stop tracking
+            self.log.warning("event sink failed", extra={"error": str(exc)})
+
+    def _sink(self, message: EventMessage, lifecycle_counts: dict) -> None:
+        """Store (fenced; the feed and `lifecycle_counts`, as they were when the message was emitted,
+        in the same step), then MQTT and webhooks."""
         if not self.lease.held:
             return
-        counts = flatten_counts(self.stage.lifecycle.counts())
+        counts = flatten_counts(lifecycle_counts)
         try:
             trimmed = self.out.store.save(message, self.lease, counts=counts)
         except LeaseLostError:
@@ -331,7 +356,7 @@ class CameraOwner:
         body = message.to_dict()
         if self.out.mqtt is not None:
             self.out.mqtt.publish_event(body)
-            for label, n in self.stage.changed_counts().items():
+            for label, n in self._count_changes.since_last(lifecycle_counts["objects"]).items():
                 self.out.mqtt.publish_count(self.cam, label, n)
         if self.out.webhooks is not None:
             self.out.webhooks.send(body)

@@ -2,24 +2,24 @@
 
 The camera's owner (the process holding its lease) feeds it every processed frame's record as it is
 read from the detections stream; the stage puts records back in (run, seq) order, tracks, runs the
-event lifecycle, keeps the recent frames for clips, writes snapshots, hands ended events' clips to the
-ClipWriter thread, and passes every event message to its sinks (MQTT, webhooks, the Redis event
-store). Everything here runs on the owner's loop; only clip encoding and delivery have threads.
+event lifecycle and keeps the recent frames for clips. It does no I/O: each call returns what it
+released as data (`Released`): the tracked frames, and in order the event messages (with the counts
+as they stood when each was emitted) and the clips whose frames are all in. The owner does every
+output (snapshots, the Redis event store, MQTT, webhooks, the ClipWriter thread) and every count.
+Everything here runs on the owner's loop.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from common.config import CameraConfig
 from common.events_config import EventStorageConfig
-from common.logs import camera_logger
 from tracker.clips import FrameBuffer, clip_window
 from tracker.lifecycle import EventLifecycle, EventMessage
 from tracker.ordering import Reorderer
-from tracker.recordings import ClipWriter, EventFiles
 from tracker.tracking import CameraTracker, StaleFrameError
 
 CLIP_GRACE = 2.0  # seconds past a clip's post-roll after which it is cut with the frames there are
@@ -48,78 +48,118 @@ class Tracked:
     detections: list[list]
     jpeg: bytes | None = None
 
+
+@dataclass(frozen=True)
+class Emitted:
+    """An event message, the lifecycle's counts when it was emitted (`EventLifecycle.counts()`), and
+    the snapshot JPEG to write when the camera keeps snapshots."""
+
+    message: EventMessage
+    counts: dict
+    snapshot: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """An ended event's clip, its post-roll received: the frames (capture time, JPEG) to encode."""
+
+    event_id: str
+    frames: list[tuple[float, bytes]]
+
+
+@dataclass
+class Released:
+    """What one call of the stage released: frames in order, and the outputs in the order they arose."""
+
+    tracked: list[Tracked] = field(default_factory=list)
+    outputs: list[Emitted | ClipRequest] = field(default_factory=list)
+
+
 # Draws a record's tracked detections on its frame: the annotated JPEG that snapshots, clips and
 # the camera's annotated stream show, so the ids drawn are the tracked ones.
 Render = Callable[[Record, list[list]], bytes]
 
 
+class CountChanges:
+    """Objects in view per label as the owner last published them: MQTT's retained
+    `<prefix>/<cam>/<label>` counts."""
+
+    def __init__(self) -> None:
+        self._published: dict[str, int] = {}
+
+    def since_last(self, objects: dict[str, int]) -> dict[str, int]:
+        """The labels of `objects` (counts()["objects"]) that changed since the last call, 0 for a
+        label now gone."""
+        changed = {label: n for label, n in objects.items() if self._published.get(label) != n}
+        changed.update({label: 0 for label in self._published if label not in objects})
+        self._published = dict(objects)
+        return changed
+
+
 class CameraEvents:
     def __init__(self, camera: CameraConfig, storage: EventStorageConfig, *, fps: float | None = None,
-                 reorder_window: float = 0.5, start_id: int = 1, files: EventFiles | None = None,
-                 clips: ClipWriter | None = None, sinks: Iterable[Callable[[EventMessage], None]] = (),
+                 reorder_window: float = 0.5, start_id: int = 1, clips: bool = False,
                  render: Render | None = None):
+        """`clips`: ended events' clips are wanted (the owner has a ClipWriter), when the camera keeps
+        them: the stage then buffers the frames and returns ClipRequests."""
         events = camera.events
         self.cam = camera.id
-        self.log = camera_logger("framecast.events", camera.id)
         self.storage = storage
         self.tracker = CameraTracker(max_missed=max(2, math.ceil(events.lost_after * (fps or camera.fps))),
                                      min_iou=events.track_iou, start_id=start_id)
         self.lifecycle = EventLifecycle(camera.id, events, camera.zones, camera.lines)
         self.reorder = Reorderer(reorder_window)
-        self.files = files if events.snapshots else None
-        self.clips = clips if events.clips else None
+        self.snapshots = events.snapshots
+        self.clips = clips and events.clips
         buffered = storage.max_clip_seconds + storage.pre_roll + storage.post_roll + events.lost_after
-        self.frames = FrameBuffer(buffered) if self.clips is not None else None
-        self.sinks = list(sinks)
+        self.frames = FrameBuffer(buffered) if self.clips else None
         self.render = render
         self.stale = 0
         self.late = 0  # records that came after their place in the order was given up
         self._pending_clips: list[tuple[str, float, float]] = []  # (event id, from, to)
-        self._published_counts: dict[str, int] = {}
+        self._out: Released = Released()  # what the current call releases
 
-    def changed_counts(self) -> dict[str, int]:
-        """Objects in view per label that changed since the last call (0 for a label now gone): what
-        the owner publishes as retained `<prefix>/<cam>/<label>` counts."""
-        now = self.lifecycle.counts()["objects"]
-        changed = {label: n for label, n in now.items() if self._published_counts.get(label) != n}
-        changed.update({label: 0 for label in self._published_counts if label not in now})
-        self._published_counts = now
-        return changed
-
-    def push(self, record: Record, arrived: float) -> list[Tracked]:
+    def push(self, record: Record, arrived: float) -> Released:
         """Take one record or skip marker (`arrived`: monotonic seconds); return the records now
-        released, tracked. A record whose place was already given up comes back at once, untracked,
-        so its frame is still published."""
+        released, tracked, and the outputs they made. A record whose place was already given up comes
+        back at once, untracked, so its frame is still published."""
+        self._out = Released()
         released = self.reorder.released
         if released is not None and (record.run, record.seq) <= released:
-            if record.skipped:
-                return []
-            self.late += 1
-            return [self._untracked(record)]
-        return self._all(self.reorder.push(record.run, record.seq, arrived, record))
+            if not record.skipped:
+                self.late += 1
+                self._out.tracked.append(self._untracked(record))
+            return self._out
+        self._all(self.reorder.push(record.run, record.seq, arrived, record))
+        return self._out
 
-    def tick(self, now: float, wall: float) -> list[Tracked]:
+    def tick(self, now: float, wall: float) -> Released:
         """Called when idle: release records that waited long enough, end lost objects' events
         (`wall`: epoch seconds, compared with capture times), cut clips whose post-roll never came."""
-        out = self._all(self.reorder.pop_due(now))
+        self._out = Released()
+        self._all(self.reorder.pop_due(now))
         self._emit(self.lifecycle.expire(wall))
         self._cut_clips(wall - CLIP_GRACE)
-        return out
+        return self._out
 
-    def close(self) -> list[Tracked]:
+    def close(self) -> Released:
         """Shutdown or hand-over: process what is held, end open events, cut their clips now."""
-        out = self._all(self.reorder.flush())
+        self._out = Released()
+        self._all(self.reorder.flush())
         self._emit(self.lifecycle.end_all())
         self._cut_clips(math.inf)
-        return out
+        return self._out
 
     @property
     def held(self) -> int:
         """Records (and markers) waiting in the reorderer."""
         return len(self.reorder)
 
-    def _all(self, records: list[Record]) -> list[Tracked]:
-        return [t for t in (self._process(r) for r in records) if t is not None]
+    def _all(self, records: list[Record]) -> None:
+        for record in records:
+            tracked = self._process(record)
+            if tracked is not None:
+                self._out.tracked.append(tracked)
 
     def _untracked(self, record: Record) -> Tracked:
         detections = [[*d[:7], None] for d in record.detections]
@@ -147,26 +187,17 @@ class CameraEvents:
 
     def _emit(self, messages: list[EventMessage]) -> None:
         for message in messages:
-            event_id = message.after["id"]
-            if message.snapshot is not None and message.snapshot.jpeg and self.files is not None:
-                try:
-                    self.files.write_snapshot(self.cam, event_id, message.snapshot.jpeg)
-                except OSError as exc:
-                    self.log.warning("snapshot not written", extra={"event": event_id, "error": str(exc)})
-            if message.type == "end" and self.clips is not None:
+            snapshot = message.snapshot.jpeg if message.snapshot is not None and self.snapshots else None
+            if message.type == "end" and self.clips:
                 start, end = clip_window(message.after["start_time"], message.after["end_time"],
                                          self.storage.pre_roll, self.storage.post_roll,
                                          self.storage.max_clip_seconds)
-                self._pending_clips.append((event_id, start, end))
-            for sink in self.sinks:
-                try:
-                    sink(message)
-                except Exception as exc:  # noqa: BLE001 - a broken sink must not stop tracking
-                    self.log.warning("event sink failed", extra={"error": str(exc)})
+                self._pending_clips.append((message.after["id"], start, end))
+            self._out.outputs.append(Emitted(message, self.lifecycle.counts(), snapshot or None))
 
     def _cut_clips(self, newest: float) -> None:
-        """Hand over the clips whose post-roll has been received (capture time `newest`)."""
-        if not self._pending_clips or self.frames is None or self.clips is None:
+        """Release the clips whose post-roll has been received (capture time `newest`)."""
+        if not self._pending_clips or self.frames is None:
             return
         waiting = []
         for event_id, start, end in self._pending_clips:
@@ -175,5 +206,5 @@ class CameraEvents:
                 continue
             frames = self.frames.between(start, end)
             if frames:
-                self.clips.submit(self.cam, event_id, frames)
+                self._out.outputs.append(ClipRequest(event_id, list(frames)))
         self._pending_clips = waiting

@@ -17,7 +17,7 @@ from common.events_config import EVENT_ID_RE, EventStorageConfig
 from tests.tracker import scene
 from tracker.lifecycle import end_orphans
 from tracker.recordings import ClipWriter, EventFiles
-from tracker.stage import CameraEvents, Record
+from tracker.stage import CameraEvents, ClipRequest, CountChanges, Record, Released
 
 
 def frame_jpeg(dets: list[list]) -> bytes:
@@ -40,15 +40,25 @@ def test_scene_through_the_stage(tmp_path, yard):
     clips = ClipWriter(files, fps=scene.FPS, preset="ultrafast",
                        on_done=lambda cam, event_id, info: done.append((event_id, info))).start()
     received = []
-    stage = CameraEvents(yard, storage, fps=scene.FPS, reorder_window=0.3, files=files, clips=clips,
-                         sinks=[received.append])
+    stage = CameraEvents(yard, storage, fps=scene.FPS, reorder_window=0.3, clips=True)
     rng = random.Random(7)
     tracked_frames = []
+
+    def take(released: Released) -> list:  # what the owner does with the outputs, without Redis
+        for item in released.outputs:
+            if isinstance(item, ClipRequest):
+                clips.submit("yard", item.event_id, item.frames)
+                continue
+            if item.snapshot:
+                files.write_snapshot("yard", item.message.after["id"], item.snapshot)
+            received.append(item.message)
+        return released.tracked
+
     for i in range(scene.FRAMES):
         dets, _ = scene.detections(i, rng)
         record = Record(1, i, scene.ts(i), scene.W, scene.H, dets, frame_jpeg(dets))
-        tracked_frames += stage.push(record, arrived=i / scene.FPS)
-    tracked_frames += stage.tick(now=1000.0, wall=scene.ts(scene.FRAMES) + 60)
+        tracked_frames += take(stage.push(record, arrived=i / scene.FPS))
+    tracked_frames += take(stage.tick(now=1000.0, wall=scene.ts(scene.FRAMES) + 60))
     assert clips.wait_idle(60)
     clips.stop()
 
@@ -81,19 +91,22 @@ def test_scene_through_the_stage(tmp_path, yard):
 
 
 def test_new_run_ends_open_events_and_heir_ends_orphans(tmp_path, yard):
-    received = []
-    stage = CameraEvents(yard, EventStorageConfig(dir=str(tmp_path)), fps=10, reorder_window=0.0,
-                         sinks=[received.append])
+    emitted = []
+    stage = CameraEvents(yard, EventStorageConfig(dir=str(tmp_path)), fps=10, reorder_window=0.0)
     box = ["person", 0.9, 100, 100, 140, 300, 0]
     for seq in range(5):
-        stage.push(Record(1, seq, 100 + seq / 10, 640, 480, [box]), arrived=seq)
+        emitted += stage.push(Record(1, seq, 100 + seq / 10, 640, 480, [box]), arrived=seq).outputs
+    received = [e.message for e in emitted]
     assert [m.type for m in received] == ["new"]
-    assert stage.changed_counts() == {"person": 1} and stage.changed_counts() == {}
+    changes = CountChanges()  # the owner's MQTT retained counts, from each message's counts
+    assert changes.since_last(emitted[0].counts["objects"]) == {"person": 1}
+    assert changes.since_last(stage.lifecycle.counts()["objects"]) == {}
     checkpoint = stage.lifecycle.open_states()  # what an owner stores, lease-guarded, each step
-    stage.push(Record(2, 0, 101.0, 640, 480, [box]), arrived=10)
+    emitted += stage.push(Record(2, 0, 101.0, 640, 480, [box]), arrived=10).outputs
+    received = [e.message for e in emitted]
     assert [m.type for m in received] == ["new", "end"]
     assert received[1].after["end_time"] == pytest.approx(100.4)
-    assert stage.changed_counts() == {"person": 0}
+    assert changes.since_last(emitted[1].counts["objects"]) == {"person": 0}
 
     # A dead owner's open events, ended by the next owner from the checkpoint.
     orphans = end_orphans(checkpoint)
