@@ -167,7 +167,9 @@ def test_an_interrupted_run_leaves_earlier_outputs_unchanged(tmp_path, sample_pa
     import cv2
 
     cap = cv2.VideoCapture(str(sample_path))
-    _write_clip(tmp_path / "in.avi", [cap.read()[1] for _ in range(150)])
+    # long enough that the signal lands mid-run on a fast, quiet machine too (the temp files appear
+    # within the first half second; 600 frames take several seconds at any speed seen here)
+    _write_clip(tmp_path / "in.avi", [cap.read()[1] for _ in range(600)])
     cap.release()
     shas = _previous_outputs(tmp_path)
     listing = _listing(tmp_path)
