@@ -99,7 +99,3 @@ class Lease:
         self.token = None
         return False
 
-    def holder(self) -> str | None:
-        """Who holds the lease now (`owner:token`), for status pages."""
-        value = self.client.get(self.key)
-        return value.decode() if isinstance(value, bytes) else value

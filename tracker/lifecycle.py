@@ -236,11 +236,6 @@ class EventLifecycle:
     def open_events(self) -> list[str]:
         return [t.event_id for t in self._tracks.values() if t.event_id is not None]
 
-    def open_states(self) -> list[dict]:
-        """The current state of every open event: what an owner checkpoints, so that after a
-        hand-over the next owner can end them (`end_orphans`) instead of leaving them open."""
-        return [self._state(t) for t in self._tracks.values() if t.event_id is not None]
-
 
 def end_orphans(states: Sequence[dict]) -> list[EventMessage]:
     """`end` messages for events a previous owner opened and never ended (it died, or its camera's

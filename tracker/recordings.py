@@ -267,13 +267,6 @@ class ClipWriter:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Whether every submitted clip was handled within `timeout` (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._queue.unfinished_tasks
-
     def _run(self) -> None:
         while True:
             job = self._queue.get()

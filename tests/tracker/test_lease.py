@@ -29,7 +29,7 @@ def test_one_holder_renewal_release_and_fencing(redis_client):
     assert not a.guarded_set("fc:checkpoint:{door}", "1-11")  # a's late write is refused
     assert b.guarded_set("fc:checkpoint:{door}", "1-12")
     assert redis_client.get("fc:checkpoint:{door}") == b"1-12"
-    assert b.holder() == f"b:{b.token}"
+    assert redis_client.get(b.key) == f"b:{b.token}".encode()
     b_token = b.token
     b.release()
     assert a.acquire() and a.token > b_token  # free at once, no TTL wait

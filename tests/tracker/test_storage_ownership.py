@@ -207,8 +207,7 @@ def test_writes_never_go_through_a_planted_symlink(tmp_path):
     frames = [(NOW + i / 10, jpeg()) for i in range(5)]
     writer.submit("door", event_id(2), frames)
     writer.submit("yard", event_id(4), frames)
-    assert writer.wait_idle(60)
-    writer.stop()
+    writer.stop(60)  # writes the queued clips first
 
     assert done == [("door", event_id(2), None), ("yard", event_id(4), None)]
     assert writer.stats["failed"] == 2 and writer.stats["written"] == 0
@@ -222,8 +221,7 @@ def test_snapshots_and_clips_land_in_the_marked_store(tmp_path):
     path = files.write_snapshot("door", event_id(1), jpeg())
     writer = ClipWriter(files).start()
     writer.submit("door", event_id(1), [(NOW + i / 10, jpeg()) for i in range(5)])
-    assert writer.wait_idle(60)
-    writer.stop()
+    writer.stop(60)  # writes the queued clips first
     assert path == tmp_path / "events" / STORE_DIR / "door" / f"{event_id(1)}.jpg"
     assert sorted(os.listdir(path.parent)) == [f"{event_id(1)}.jpg", f"{event_id(1)}.mp4"]
     assert files.owned() and files.readable(path) and files.readable(files.clip_path("door", event_id(1)))
