@@ -44,7 +44,7 @@ def lines(n: int, rng: random.Random) -> list[LineConfig]:
 def per_frame_ms(n_zones: int, n_lines: int, points: int, objects: int, frames: int, seed: int = 1) -> float:
     """Thread CPU ms per frame of one camera's tracking stage with these zones and lines."""
     rng = random.Random(seed)
-    cam = CameraConfig(id="bench", source="pattern", events={"enabled": True}).model_copy(
+    camera = CameraConfig(id="bench", source="pattern", events={"enabled": True}).model_copy(
         update={"zones": zones(n_zones, points, rng), "lines": lines(n_lines, rng)})
     paths = [(rng.uniform(0, 0.2), rng.uniform(0.2, 0.9), rng.uniform(0.004, 0.01)) for _ in range(objects)]
 
@@ -59,7 +59,7 @@ def per_frame_ms(n_zones: int, n_lines: int, points: int, objects: int, frames: 
                 changes.since_last(item.counts["objects"])
         return step.tracked
 
-    stage = CameraEvents(cam, EventStorageConfig(), fps=FPS)
+    stage = CameraEvents(camera, EventStorageConfig(), fps=FPS)
     t0 = 1_700_000_000.0
     released = []
     started = time.thread_time()

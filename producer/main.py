@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args)
     cameras = selected_cameras(settings, args)
     if args.once:
-        cameras = [cam.model_copy(update={"loop": False}) for cam in cameras]
+        cameras = [camera.model_copy(update={"loop": False}) for camera in cameras]
     start_metrics(settings)
     stop = stop_event_on_signals()
     client = connect_checked(settings, stop, retries=1)  # exits 3 on a wrong password or certificate
     if client is None:  # stopped while waiting for Redis
         return 0
     keys = Keys(settings.key_prefix)
-    publishers = [CameraPublisher(cam, settings, client, stop) for cam in cameras]
+    publishers = [CameraPublisher(camera, settings, client, stop) for camera in cameras]
     running = [threads.start_thread(p.run, f"camera-{p.camera.id}", cam=p.camera.id) for p in publishers]
     me = member_id()
     log.info("producer started", extra={"cameras": [c.id for c in cameras], "redis": settings.redis_url_display})
