@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -22,3 +23,23 @@ class LoopbackServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def mjpeg_server(serve: Callable[[object], None]) -> LoopbackServer:
+    """A camera's HTTP MJPEG endpoint: each GET answers multipart/x-mixed-replace (boundary `frame`)
+    and hands the response body to `serve(wfile)`; a client that leaves ends it quietly."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                serve(self.wfile)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    return LoopbackServer(Handler)

@@ -24,7 +24,7 @@ from common.keys import Keys
 from common.stats import read_stats
 from producer import publisher
 from tests.conftest import REPO
-from tests.loopback_http import LoopbackServer
+from tests.loopback_http import LoopbackServer, mjpeg_server
 from tests.producer.test_publisher import frames_in, make_publisher
 from testsupport.redis_server import free_port
 
@@ -49,22 +49,7 @@ class HostileCamera:
     def __init__(self, size: int, with_length: bool):
         self.before, self.after = _jpegs(1, 4), _jpegs(2, 4)
         self.go, self.sent_big = threading.Event(), threading.Event()
-        camera = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    camera.serve(self.wfile, size, with_length)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = LoopbackServer(Handler)
+        self.server = mjpeg_server(lambda out: self.serve(out, size, with_length))
 
     def serve(self, out, size: int, with_length: bool) -> None:
         i = 0

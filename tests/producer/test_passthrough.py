@@ -5,7 +5,6 @@ tables, junk packets and hostile headers each take their defined path."""
 import struct
 import time
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler
 
 import av
 import numpy as np
@@ -18,7 +17,7 @@ from common.keys import Keys
 from common.stats import read_stats
 from producer.encoding import prepare_frame
 from producer.sources import FileSource, SourceJpeg, UrlSource
-from tests.loopback_http import LoopbackServer
+from tests.loopback_http import LoopbackServer, mjpeg_server
 from tests.producer.test_publisher import frames_in, make_publisher, run_for
 
 
@@ -145,24 +144,13 @@ def test_hostile_header_is_refused_before_decoding():
 def mjpeg_camera(jpegs: list[bytes]) -> LoopbackServer:
     """A camera's HTTP MJPEG endpoint on loopback: multipart/x-mixed-replace of the given JPEGs, looped."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                for i in range(10_000):
-                    data = jpegs[i % len(jpegs)]
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                     % len(data) + data + b"\r\n")
-                    time.sleep(0.02)
-            except OSError:
-                pass
+    def serve(out) -> None:
+        for i in range(10_000):
+            data = jpegs[i % len(jpegs)]
+            out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data) + data + b"\r\n")
+            time.sleep(0.02)
 
-        def log_message(self, *args):
-            pass
-
-    return LoopbackServer(Handler)
+    return mjpeg_server(serve)
 
 
 def test_http_mjpeg_camera_is_forwarded_as_it_serves():

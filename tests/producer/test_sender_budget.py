@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from common.stats import CameraAccount
 from producer import sender as sender_module
 from producer.sender import SEND_BUDGET_BYTES, FrameSender
 from tests.conftest import REPO
-from tests.loopback_http import LoopbackServer
+from tests.loopback_http import mjpeg_server
 from tests.producer.test_hostile_cameras import _part, _scrape, _wait_for
 from testsupport.redis_server import free_port
 
@@ -60,22 +59,7 @@ class StreamingCamera:
         self.heads = {b[:64] for b in self.big}
         self.go, self.stop = threading.Event(), threading.Event()
         self.big_sent = 0
-        camera = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    camera.serve(self.wfile, fps)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = LoopbackServer(Handler)
+        self.server = mjpeg_server(lambda out: self.serve(out, fps))
 
     def serve(self, out, fps: float) -> None:
         while not self.go.is_set() and not self.stop.is_set():
