@@ -14,8 +14,8 @@ from common.stats import StatsField
 from web import metrics as web_metrics
 from web.eventfeed import too_many_feeds
 from web.events import event_overlay
-from web.keyfaults import BrokenKeyError, reading
 from web.query import flag
+from web.refused_keys import RefusedKeyError, reading
 from web.stages import recent_stages
 from web.state import WebState, state
 from web.streams import camera_figures
@@ -38,18 +38,18 @@ def _fps(members: list[dict], cam: str) -> float:
     return round(total, 2)
 
 
-def _members(st: WebState, kind: Kind) -> tuple[list[dict], BrokenKeyError | None]:
+def _members(st: WebState, kind: Kind) -> tuple[list[dict], RefusedKeyError | None]:
     """The live members of a registry, or none and the error when Redis refuses to read it."""
     try:
         with reading(st.keys.workers if kind == "worker" else st.keys.producers):
             return live_members(st.client, st.keys, kind), None
-    except BrokenKeyError as exc:
+    except RefusedKeyError as exc:
         return [], exc
 
 
 def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
     """Each configured camera with its figures (for /api/cameras and the dashboard), and the
-    registries that could not be read (kind -> problem)."""
+    registries Redis refused to read (kind -> reason)."""
     workers, workers_error = _members(st, "worker")
     producers, producers_error = _members(st, "producer")
     registry_errors = {kind: str(exc) for kind, exc in (("workers", workers_error), ("producers", producers_error))
@@ -62,7 +62,7 @@ def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
             "stale" if age_s is not None else "waiting")
         summary = {
             "id": camera.id, "name": camera.display_name, "source_kind": camera.source_kind, "source": camera.source_display,
-            "mode": camera.mode, "status": "error" if errors else status,
+            "mode": camera.mode, "status": "out_of_service" if errors else status,
             "fps_in": None if producers_error else _fps(producers, camera.id),
             "fps_out": None if workers_error else _fps(workers, camera.id),
             "latency_ms": stats.get(StatsField.LATENCY_MS), "infer_ms": stats.get(StatsField.INFER_MS),
@@ -85,7 +85,7 @@ def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
 
 @bp.route("/cameras")
 def cameras():
-    """Every configured camera with its live figures; `registry_errors` when a registry is unreadable."""
+    """Every configured camera with its live figures; `registry_errors` when Redis refuses a registry."""
     summaries, registry_errors = camera_summaries(state())
     body: dict = {"cameras": summaries}
     if registry_errors:
@@ -95,11 +95,11 @@ def cameras():
 
 @bp.route("/workers")
 def workers():
-    """The live workers, from their heartbeats; 503 JSON naming the key when the registry is unreadable."""
+    """The live workers, from their heartbeats; 503 JSON naming the key when Redis refuses the registry."""
     members, error = _members(state(), "worker")
     if error is not None:
-        return jsonify(error="registry unreadable", key=error.key, workers=[],
-                       message=f"cannot read the worker registry ({error}); fix or delete the key"), 503
+        return jsonify(error="refused key", key=error.key, reason=error.reason, workers=[],
+                       message=f"Redis refuses the worker registry ({error}); fix or delete the key"), 503
     return jsonify(workers=members)
 
 
@@ -142,8 +142,8 @@ def detections(cam: str):
         with reading(key, cam):
             return st.client.xrange(key, min=cursor, max="+", count=count)
 
-    # The first page is read before the response starts, so a broken key is a 503 JSON answer
-    # (BrokenKeyError) rather than a stream that breaks after its headers.
+    # The first page is read before the response starts, so a refused key is a 503 JSON answer
+    # (RefusedKeyError) rather than a stream that breaks after its headers.
     first = page(start, min(PAGE, limit)) if start is not None else []
 
     def generate() -> Iterator[bytes]:
@@ -160,7 +160,7 @@ def detections(cam: str):
                 entries = page(b"(" + last_id, min(PAGE, limit - sent))
             if follow:
                 yield from _follow(last_id)
-        except BrokenKeyError:
+        except RefusedKeyError:
             return  # logged by `reading`; the client sees the stream end
 
     def _follow(last_id: bytes) -> Iterator[bytes]:

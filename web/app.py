@@ -15,8 +15,8 @@ from common.keys import Keys
 from web import api, auth, eventfeed, events, health, pages, video
 from web.broadcaster import Broadcaster
 from web.followers import Followers
-from web.keyfaults import BrokenKeyError
 from web.limits import StreamLimit
+from web.refused_keys import RefusedKeyError
 from web.state import EXTENSION, WebState
 
 # The dashboard loads its own script and stylesheet, fetches the APIs, shows MJPEG and snapshot
@@ -64,10 +64,11 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     def _invalid(exc: InvalidCameraIdError):
         return jsonify(error="invalid camera id", message=str(exc)), 400
 
-    @app.errorhandler(BrokenKeyError)
-    def _broken_key(exc: BrokenKeyError):
-        return jsonify(error="broken key", camera=exc.cam, key=exc.key,
-                       message=f"Redis cannot read {exc} (fix or delete the key)"), 503
+    @app.errorhandler(RefusedKeyError)
+    def _refused_key(exc: RefusedKeyError):
+        whose = "" if exc.cam is None else f"camera {exc.cam!r} is out of service: "
+        return jsonify(error="refused key", camera=exc.cam, key=exc.key, reason=exc.reason,
+                       message=f"{whose}Redis refuses {exc} (fix or delete the key)"), 503
 
     def _redis_down(exc: Exception):
         return jsonify(error="redis unavailable", message=f"cannot reach Redis ({describe_error(exc)}); "

@@ -14,7 +14,7 @@ from werkzeug.wsgi import ClosingIterator
 from common.keys import EVENT_FIELD
 from common.text import as_str
 from web.events import NDJSON, SSE, BadRequest, cameras_asked, response_format
-from web.keyfaults import BrokenKeyError, reading
+from web.refused_keys import RefusedKeyError, reading
 from web.state import state
 
 bp = Blueprint("eventfeed", __name__, url_prefix="/api/events")
@@ -41,7 +41,7 @@ def _feed_line(cam: str, entry_id: bytes | str, fields: dict, sse: bool) -> byte
 def feed():
     """New event messages (new/update/end) as they are written, from now on: NDJSON, or Server-Sent
     Events with `Accept: text/event-stream` or `?format=sse`. Keep-alives after 5 s of silence; ends
-    when the process shuts down. Cameras whose feed key is broken are named in X-Camera-Errors."""
+    when the process shuts down. Cameras whose feed key Redis refuses are named in X-Camera-Errors."""
     st = state()
     cams = cameras_asked(st)
     try:
@@ -52,13 +52,13 @@ def feed():
     last: dict[str, bytes | str] = {}
     errors: dict[str, str] = {}
     # Positions are read before the response starts, so every entry written after this request was
-    # answered is delivered, and a broken key is reported in the headers.
+    # answered is delivered, and a refused key is reported in the headers.
     for key, cam in keys.items():
         try:
             with reading(key, cam):
                 newest = st.client.xrevrange(key, count=1)
             last[key] = newest[0][0] if newest else b"0-0"
-        except BrokenKeyError as exc:
+        except RefusedKeyError as exc:
             errors[cam] = str(exc)
     release = st.feed_limit.acquire(request.remote_addr or "")
     if release is None:
@@ -73,7 +73,7 @@ def feed():
             yield from st.followers.lines(last, {key: keys[key] for key in last},
                                           lambda entry: _feed_line(keys[entry[0]], entry[1], entry[2], sse),
                                           keepalive, st.stopping)
-        except BrokenKeyError:
+        except RefusedKeyError:
             return  # logged by `reading`; the client sees the feed end and reconnects
 
     headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}

@@ -18,8 +18,8 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from common.config import CameraConfig
 from common.event_files import EventPaths, events_root
 from common.events_store import Cursor, EventReader, InvalidEventIdError, read_counts, validate_event_id
-from web.keyfaults import BrokenKeyError, reading
 from web.query import bounded_int, epoch_seconds
+from web.refused_keys import RefusedKeyError, reading
 from web.state import WebState, state
 
 bp = Blueprint("events", __name__, url_prefix="/api/events")
@@ -108,7 +108,7 @@ def _filters() -> dict:
 def list_events(st: WebState, positions: dict[str, Cursor | None], filters: dict,
                 limit: int) -> tuple[list[dict], dict[str, Cursor | None], dict[str, str]]:
     """Up to `limit` events of the cameras in `positions`, newest first across cameras, where to
-    continue (cameras done are left out) and the cameras whose keys Redis refused (cam -> problem)."""
+    continue (cameras done are left out) and the cameras whose keys Redis refused (cam -> reason)."""
     reader = EventReader(st.client, st.keys)
     found: dict[str, tuple[list[dict], Cursor | None]] = {}
     errors: dict[str, str] = {}
@@ -116,7 +116,7 @@ def list_events(st: WebState, positions: dict[str, Cursor | None], filters: dict
         try:
             with reading(st.keys.events(cam), cam):
                 found[cam] = reader.query(cam, before=position, limit=limit, **filters)
-        except BrokenKeyError as exc:
+        except RefusedKeyError as exc:
             errors[cam] = str(exc)
     # Within a camera the index orders by (start time, id), newest first; the same key merges cameras.
     merged = sorted(((event, cam) for cam, (events, _) in found.items() for event in events),
@@ -181,7 +181,7 @@ def event_overlay(st: WebState, camera: CameraConfig) -> dict:
     try:
         with reading(key, camera.id):
             out["counts"] = read_counts(st.client, key)
-    except BrokenKeyError as exc:
+    except RefusedKeyError as exc:
         out["counts"], out["counts_error"] = None, str(exc)
     return out
 
@@ -203,19 +203,19 @@ def event(event_id: str):
         return bad
     st = state()
     reader = EventReader(st.client, st.keys)
-    broken: BrokenKeyError | None = None
+    refused: RefusedKeyError | None = None
     for cam in cameras_asked(st):
         key = st.keys.event(cam, event_id)
         try:
             with reading(key, cam):
                 found = reader.get(cam, event_id)
-        except BrokenKeyError as exc:
-            broken = exc
+        except RefusedKeyError as exc:
+            refused = exc
             continue
         if found is not None:
             return jsonify(found)
-    if broken is not None:
-        raise broken  # it may be the one asked for: 503 naming the key, not a misleading 404
+    if refused is not None:
+        raise refused  # it may be the one asked for: 503 naming the key, not a misleading 404
     return jsonify(error="unknown event", event=event_id, message=f"no event {event_id!r} (it may have been "
                                                                    "trimmed or never existed)"), 404
 

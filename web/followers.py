@@ -28,7 +28,7 @@ from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe
 from common.text import as_str
 from common.threads import service_thread
 from web import metrics
-from web.keyfaults import BrokenKeyError, reading
+from web.refused_keys import RefusedKeyError, reading
 
 READ_BLOCK_MS = 1000  # short, so a stopped or retired reader ends promptly
 READ_COUNT = 100
@@ -150,7 +150,7 @@ class StreamReader:
             try:
                 with reading(self.key, self.cam):
                     reply = self.client.xread({self.key: self.last}, count=READ_COUNT, block=READ_BLOCK_MS)
-            except BrokenKeyError as exc:
+            except RefusedKeyError as exc:
                 self.close(f"Redis refuses {exc}")
                 return
             except Exception as exc:  # the reader must outlive any single failure

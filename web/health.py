@@ -23,8 +23,9 @@ def healthz():
 @bp.route("/readyz")
 def readyz():
     """200 when Redis answers and every configured camera has a fresh annotated frame and readable
-    keys; else 503 naming the cameras and, for a broken key, the key and Redis's reply. A service
-    thread of this process that died (it is exiting with 70) makes it 503 at once, whatever else holds."""
+    keys; else 503 naming the cameras and, for a camera out of service (a key Redis refuses), the key
+    and Redis's reply. A service thread of this process that died (it is exiting with 70) makes it 503
+    at once, whatever else holds."""
     st = state()
     if not threads.healthy():
         dead = threads.dead()
@@ -45,10 +46,11 @@ def readyz():
         cameras[camera.id] = {"ok": ok, "last_frame_age_s": None if age is None else round(age, 3)}
         if errors:
             cameras[camera.id]["error"] = "; ".join(errors)
-    broken = [cam for cam, figures in cameras.items() if "error" in figures]
-    not_flowing = [cam for cam, figures in cameras.items() if not figures["ok"] and cam not in broken]
+    out_of_service = [cam for cam, figures in cameras.items() if "error" in figures]
+    not_flowing = [cam for cam, figures in cameras.items() if not figures["ok"] and cam not in out_of_service]
     body = {"ready": ready and bool(cameras), "redis": True, "cameras": cameras}
-    problems = ([f"unreadable keys for: {', '.join(broken)}"] if broken else []) + (
+    problems = ([f"out of service (Redis refuses a key) for: {', '.join(out_of_service)}"]
+                if out_of_service else []) + (
         [f"no fresh annotated frames for: {', '.join(not_flowing)}"] if not_flowing else [])
     if problems:
         body["message"] = "; ".join(problems)

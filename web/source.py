@@ -28,7 +28,7 @@ from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
 from common.logs import camera_logger
 from web import metrics
-from web.keyfaults import is_key_refusal, report
+from web.refused_keys import log_refused_key, refuses_key
 
 NO_SIGNAL_REPEAT_S = 1.0  # a gap is announced again this often, so late viewers see it too
 READ_BLOCK_MS = 500  # short, so a stopped or retired reader ends promptly
@@ -99,10 +99,10 @@ class FrameSource:
 
     def _log_failure(self, exc: Exception, repeat: bool) -> None:
         """Say why the feed paused: at the start of a gap, then once a minute while it lasts (a wrong
-        password does not go away by waiting). A key of the wrong type is reported by web.keyfaults,
+        password does not go away by waiting). A key of the wrong type is reported by web.refused_keys,
         once a minute per process however many feeds and viewers hit it."""
-        if is_key_refusal(exc):
-            report(self.key, describe_error(exc), self.cam)
+        if refuses_key(exc):
+            log_refused_key(self.key, describe_error(exc), self.cam)
             return
         if not repeat:
             self._failures = ThrottledLog(FAILURE_LOG_INTERVAL)  # a new gap is logged at once

@@ -12,8 +12,8 @@ from common import envelope
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
 from web import mjpeg
-from web.keyfaults import reading
 from web.query import flag
+from web.refused_keys import reading
 from web.state import state
 from web.streams import stream_key
 
@@ -64,7 +64,7 @@ def snapshot(cam: str) -> Response:
     st = state()
     st.settings.camera(cam)
     key = stream_key(st.keys, cam, flag("raw"))
-    with reading(key, cam):  # a broken key: 503 JSON naming it (web.app)
+    with reading(key, cam):  # a refused key: 503 JSON naming it (web.app)
         entries = st.client.xrevrange(key, count=1)
     frame = None
     if entries:

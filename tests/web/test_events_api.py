@@ -232,7 +232,7 @@ def test_snapshot_and_clip_with_ranges(events_server, tmp_path):
         assert sum(1 for _ in container.decode(stream)) == 30
 
 
-def test_broken_keys_are_reported_per_camera(events_server, redis_client):
+def test_refused_keys_are_reported_per_camera(events_server, redis_client):
     server, seed = events_server()
     good = seed.event("cam1", 6000.0)
     seed.event("cam2", 6001.0)
@@ -244,7 +244,7 @@ def test_broken_keys_are_reported_per_camera(events_server, redis_client):
     response = server.get("/api/events?format=ndjson")
     assert response.status == 200 and "cam2" in json.loads(response.getheader("X-Camera-Errors"))
     assert [json.loads(line)["id"] for line in response.read().decode().splitlines()] == [good["id"]]
-    # The next page leaves the broken camera out rather than failing again for ever.
+    # The next page leaves that camera out rather than failing again for ever.
     first = get_json(server, "/api/events?limit=1")[1]
     assert "cam2" in first["camera_errors"]
     rest = get_json(server, f"/api/events?limit=1&cursor={first['next']}")[1]

@@ -131,7 +131,7 @@
         const tile = document.querySelector('.tile[data-camera="' + CSS.escape(cam.id) + '"]');
         if (!tile) return;
         const status = tile.querySelector(".status");
-        status.textContent = cam.status;
+        status.textContent = cam.status.replaceAll("_", " ");  // out_of_service: "out of service"
         status.className = "status " + cam.status;
         // `lost`: backlog frames gone with a reset stream (a Redis restart without persistence)
         tile.querySelector(".stats").textContent =

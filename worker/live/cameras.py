@@ -22,7 +22,7 @@ from worker.live import metrics
 from worker.live.outlets import outlet_for
 
 # A camera out of service is tried again after these delays (s), then every last one.
-FAULT_RETRY_S = (10.0, 20.0, 30.0)
+OUT_OF_SERVICE_RETRY_S = (10.0, 20.0, 30.0)
 UNREACHABLE_LOG_INTERVAL = 60.0  # seconds between log lines about a camera's cluster node not answering
 
 
@@ -47,11 +47,11 @@ class ServedCamera:
         self.skipped = 0
         self._processed_rate = RateMeter()
         self._skip_mark = (time.monotonic(), 0)
-        self.fault: str | None = None  # why it is out of service (a key of the wrong type...), None in service
+        self.fault: str | None = None  # while out of service: the refused key and Redis's reply
         self.fault_key: str | None = None  # the key Redis refuses
         self.retry_at = 0.0  # when a camera out of service is read again
         self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
-        self._fault_tries = 0
+        self._refusals = 0  # since it was last in service: picks the next retry delay
         self._unreachable = ThrottledLog(UNREACHABLE_LOG_INTERVAL)
 
     @property
@@ -73,30 +73,31 @@ class ServedCamera:
         return self.fault is not None
 
     def readable(self, now: float) -> bool:
-        """False while the camera is out of service for a broken key, until its retry is due, or
+        """False while the camera is out of service (a key Redis refuses), until its retry is due, or
         paused while its cluster node does not answer."""
         return now >= self.paused_until and (not self.out_of_service or now >= self.retry_at)
 
-    def take_out_of_service(self, key: str, fault: str) -> None:
-        """Take the camera out of service (out of the reads until its next retry, FAULT_RETRY_S) because
-        Redis refuses `key`. A fault that is news (not what it was already out for) is logged and
-        counted, once."""
-        news = fault != self.fault
-        self.fault, self.fault_key = fault, key
-        self.retry_at = time.monotonic() + FAULT_RETRY_S[min(self._fault_tries, len(FAULT_RETRY_S) - 1)]
-        self._fault_tries += 1
+    def take_out_of_service(self, key: str, reason: str) -> None:
+        """Take the camera out of service (out of the reads until its next retry, OUT_OF_SERVICE_RETRY_S)
+        because Redis refuses `key` with `reason`. A refusal that is news (not what it was already out
+        for) is logged and counted, once."""
+        news = reason != self.fault
+        self.fault, self.fault_key = reason, key
+        delays = OUT_OF_SERVICE_RETRY_S
+        self.retry_at = time.monotonic() + delays[min(self._refusals, len(delays) - 1)]
+        self._refusals += 1
         if news:
-            self.account.count(metrics.FAULTS)
-            self.account.set(metrics.BROKEN, 1)
+            self.account.count(metrics.REFUSED_KEYS)
+            self.account.set(metrics.OUT_OF_SERVICE, 1)
             self.log.error("camera out of service: Redis refuses one of its keys; the other cameras go on, "
-                           "this one is retried every 10-30 s", extra={"error": fault})
+                           "this one is retried every 10-30 s", extra={"error": reason})
 
     def return_to_service(self) -> None:
         """Back in service (logged once) if it was out."""
         if not self.out_of_service:
             return
-        self.fault, self.fault_key, self._fault_tries = None, None, 0
-        self.account.set(metrics.BROKEN, 0)
+        self.fault, self.fault_key, self._refusals = None, None, 0
+        self.account.set(metrics.OUT_OF_SERVICE, 0)
         self.log.info("camera back in service: Redis accepts its keys again")
 
     def pause(self, seconds: float, error: str) -> None:

@@ -39,11 +39,12 @@ REDIS_OUTAGES = Counter("framecast_worker_redis_outages_total",
 GROUPS_RECREATED = Counter("framecast_worker_groups_recreated_total",
                            "Consumer groups the worker re-created after they vanished (Redis restart, FLUSHALL)",
                            ["camera"])
-CAMERA_FAULTS = Counter("framecast_worker_camera_faults_total",
-                        "Times a camera was taken out of service for a broken key (e.g. a stream of the wrong "
-                        "type), or its fault changed", ["camera"])
-CAMERA_BROKEN = Gauge("framecast_worker_camera_broken",
-                      "1 while the camera is out of service for a broken key, retried every 10-30 s", ["camera"])
+CAMERA_REFUSED_KEYS = Counter("framecast_worker_camera_refused_keys_total",
+                              "Times a camera was taken out of service for a key Redis refuses (e.g. a stream "
+                              "of the wrong type), or the refusal changed", ["camera"])
+CAMERA_OUT_OF_SERVICE = Gauge("framecast_worker_camera_out_of_service",
+                              "1 while the camera is out of service for a key Redis refuses, retried every "
+                              "10-30 s", ["camera"])
 
 PROCESSED = Figure(FRAMES_PROCESSED, StatsField.PROCESSED)
 SKIPPED = Figure(FRAMES_SKIPPED, StatsField.SKIPPED_STALE)
@@ -57,5 +58,5 @@ STAGE = Figure(STAGE_MS)
 LAG = Figure(GROUP_LAG)
 PENDING = Figure(GROUP_PENDING)
 RECREATED = Figure(GROUPS_RECREATED)
-FAULTS = Figure(CAMERA_FAULTS)
-BROKEN = Figure(CAMERA_BROKEN)
+REFUSED_KEYS = Figure(CAMERA_REFUSED_KEYS)
+OUT_OF_SERVICE = Figure(CAMERA_OUT_OF_SERVICE)

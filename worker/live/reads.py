@@ -7,7 +7,7 @@ which redis-py sends to every node at once. A blocking cluster pipeline returns 
 has answered, so on a cluster an idle worker blocks for CLUSTER_BLOCK_MS at most (split between the
 groups one node serves, which it answers one after another) instead of `worker.block_ms`: a frame on
 one camera then waits at most that long for another node's empty read to time out. Each command's
-error is kept apart, so a camera whose stream is broken costs only that camera.
+error is kept apart, so a camera whose stream Redis refuses costs only that camera.
 
 `FrameReader` is what the worker loop asks: it plans each pass over the cameras in service, and over
 a slow link (a read that takes longer than PREFETCH_OVER_S) sends the next pass while the loop is

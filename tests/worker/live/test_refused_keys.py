@@ -1,6 +1,6 @@
 """A camera whose key Redis refuses (a frames stream overwritten with a string: WRONGTYPE) costs only
-that camera: the worker's other cameras keep flowing, the broken one is reported in the heartbeat,
-logged once and counted, and it comes back by itself once the key is fixed."""
+that camera: the worker's other cameras keep flowing, that one is taken out of service (reported in
+the heartbeat, logged once and counted), and it returns to service by itself once the key is fixed."""
 
 import json
 import time
@@ -12,11 +12,15 @@ from common.registry import live_members
 from tests.producer.conftest import log_lines  # noqa: F401  (the fixture: everything logged, as JSON lines)
 from tests.worker.conftest import make_frame
 from tests.worker.live.test_consumer import KEYS, InProcessWorker, annotated, publish, wait_until
-from worker.live.cameras import FAULT_RETRY_S
+from worker.live.cameras import OUT_OF_SERVICE_RETRY_S
 
 
-def faults(cam: str) -> float:
-    return REGISTRY.get_sample_value("framecast_worker_camera_faults_total", {"camera": cam}) or 0.0
+def refused_keys(cam: str) -> float:
+    return REGISTRY.get_sample_value("framecast_worker_camera_refused_keys_total", {"camera": cam}) or 0.0
+
+
+def out_of_service(cam: str) -> float | None:
+    return REGISTRY.get_sample_value("framecast_worker_camera_out_of_service", {"camera": cam})
 
 
 def worker_errors(client) -> dict:
@@ -29,7 +33,7 @@ def test_a_stream_of_the_wrong_type_stalls_only_its_camera(write_config, redis_u
     cams = [{"id": "good", "source": "pattern", "mode": "backlog"},
             {"id": "bad", "source": "pattern", "mode": "backlog"}]
     settings = load_config(write_config(cams, redis_url=redis_url, worker={"heartbeat_ttl": 1.5}), env={})
-    faults_before = faults("bad")
+    refused_before = refused_keys("bad")
     seq = iter(range(1000))
     with InProcessWorker(settings):
         for cam in ("good", "bad"):
@@ -38,24 +42,24 @@ def test_a_stream_of_the_wrong_type_stalls_only_its_camera(write_config, redis_u
 
         redis_client.delete(KEYS.frames("bad"))
         redis_client.set(KEYS.frames("bad"), "x")  # an operator's slip: every read over it is refused
-        broken_at = time.monotonic()
+        refused_at = time.monotonic()
         assert wait_until(lambda: "WRONGTYPE" in worker_errors(redis_client).get("bad", ""), 10)
         for i in range(1, 6):  # the other camera keeps getting annotated frames meanwhile
             publish(redis_client, [make_frame(sample_images[i], cam="good", seq=next(seq))])
             assert wait_until(lambda n=i + 1: redis_client.xlen(KEYS.annotated("good")) == n, 30)
-        assert faults("bad") - faults_before == 1 and faults("good") == 0
-        assert REGISTRY.get_sample_value("framecast_worker_camera_broken", {"camera": "bad"}) == 1.0
+        assert refused_keys("bad") - refused_before == 1 and refused_keys("good") == 0
+        assert out_of_service("bad") == 1.0
         assert set(worker_errors(redis_client)) == {"bad"}
         assert KEYS.frames("bad") in worker_errors(redis_client)["bad"]
 
         redis_client.delete(KEYS.frames("bad"))  # fixed: the next retry re-creates the group
         publish(redis_client, [make_frame(sample_images[6], cam="bad", seq=next(seq))])
-        # the first retry comes FAULT_RETRY_S[0] after the fault; a failed one waits the next delay
-        bound = sum(FAULT_RETRY_S[:2]) + 10
+        # the first retry comes OUT_OF_SERVICE_RETRY_S[0] after the refusal; a failed one waits the next delay
+        bound = sum(OUT_OF_SERVICE_RETRY_S[:2]) + 10
         assert wait_until(lambda: redis_client.xlen(KEYS.annotated("bad")) == 2, bound)
-        recovered_s = time.monotonic() - broken_at
+        recovered_s = time.monotonic() - refused_at
         assert wait_until(lambda: worker_errors(redis_client) == {}, 10)
-        assert REGISTRY.get_sample_value("framecast_worker_camera_broken", {"camera": "bad"}) == 0.0
+        assert out_of_service("bad") == 0.0
         publish(redis_client, [make_frame(sample_images[7], cam="good", seq=next(seq))])
         assert wait_until(lambda: redis_client.xlen(KEYS.annotated("good")) == 7, 30)
 
@@ -66,12 +70,12 @@ def test_a_stream_of_the_wrong_type_stalls_only_its_camera(write_config, redis_u
     assert len(out) == 1 and "WRONGTYPE" in out[0]["error"], out  # once, however many retries failed
     assert len(back) == 1
     assert not [r for r in lines if r.get("camera") == "good" and r.get("level") == "error"]
-    print(f"broken camera back in service {recovered_s:.1f} s after the fault (DEL right away)")
+    print(f"camera back in service {recovered_s:.1f} s after its key was refused (DEL right away)")
 
 
 def test_an_annotated_stream_of_the_wrong_type_stalls_only_its_camera(write_config, redis_url, redis_client,
                                                                        sample_images):
-    """A broken key the worker writes (found by the publishing thread's transaction) isolates the
+    """A refused key the worker writes (found by the publishing thread's transaction) isolates the
     camera the same way; it is back once a frame is published again after the fix."""
     cams = [{"id": "good", "source": "pattern", "mode": "backlog"},
             {"id": "bad", "source": "pattern", "mode": "backlog"}]
@@ -87,7 +91,7 @@ def test_an_annotated_stream_of_the_wrong_type_stalls_only_its_camera(write_conf
             assert wait_until(lambda n=seq + 1: redis_client.xlen(KEYS.annotated("good")) == n, 30)
         redis_client.delete(KEYS.annotated("bad"))
         publish(redis_client, [make_frame(sample_images[1], cam="bad", seq=1)])
-        assert wait_until(lambda: redis_client.xlen(KEYS.annotated("bad")) == 1, sum(FAULT_RETRY_S[:2]) + 10)
+        assert wait_until(lambda: redis_client.xlen(KEYS.annotated("bad")) == 1, sum(OUT_OF_SERVICE_RETRY_S[:2]) + 10)
         assert wait_until(lambda: worker_errors(redis_client) == {}, 10)
         # The refused frame was left whole and pending (the publishing script checks every key's type
         # before writing): reclaimed after claim_idle_ms, it is published like any other.
