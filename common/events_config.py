@@ -8,15 +8,18 @@ change of resolution.
 
 from __future__ import annotations
 
+import logging
 import pwd
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from common.config_model import ConfigModel
+
+log = logging.getLogger("framecast.config")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Event ids: capture time of the first sighting, then a random suffix (Frigate's form). Safe as file
@@ -144,8 +147,24 @@ class EventStorageConfig(ConfigModel):
                              "cameras before another process takes them over")
     reorder_window: float = Field(1.0, gt=0, le=30, description="seconds a detection waits for the frames "
                                   "before it (a frame lost without a skip marker delays tracking this long)")
-    detected_maxlen: int = Field(600, ge=10, le=100_000, description="entries kept in each event camera's "
-                                 "detected stream (raw JPEGs with detections): what a new owner can catch up on")
+    untracked_maxlen: int = Field(600, ge=10, le=100_000, description="entries kept in each event camera's "
+                                  "untracked stream (raw JPEGs with detections, not yet tracked): what a new "
+                                  "owner can catch up on")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_maxlen(cls, data):
+        """`detected_maxlen` is this field's name in the previous release: still read (with a warning)
+        until the next release drops it."""
+        if not isinstance(data, dict) or "detected_maxlen" not in data:
+            return data
+        if "untracked_maxlen" in data:
+            raise ValueError("give untracked_maxlen only (detected_maxlen is its old name)")
+        log.warning("config: events.detected_maxlen is deprecated and read until the next release; "
+                    "rename it to events.untracked_maxlen")
+        data = dict(data)
+        data["untracked_maxlen"] = data.pop("detected_maxlen")
+        return data
 
 
 def resolve_events_dir(directory: str, config_path: str | None) -> Path:

@@ -14,7 +14,7 @@ from common.camera_id import validate_camera_id
 FRAME_FIELD = b"f"
 # Field name of the single field in every detections stream entry (JSON bytes).
 DETECTIONS_FIELD = b"d"
-# Field of a `detected` stream entry marking a frame a worker skipped (stale) or dead-lettered:
+# Field of an `untracked` stream entry marking a frame a worker skipped (stale) or dead-lettered:
 # b"<run>:<seq>", so the tracking owner's reorderer need not wait for it.
 SKIPPED_FIELD = b"s"
 # Field name of the single field in every event feed entry (JSON `{"type", "before", "after"}`).
@@ -54,9 +54,15 @@ class Keys:
         return self._cam("stats", camera_id)
 
     # Events (tracker): the tracking owner's input, its lease and checkpoint, and its outputs.
-    def detected(self, camera_id: str) -> str:
-        """Stream: detections on raw frames (envelope with dets, or a skipped marker) for the
-        camera's tracking owner, which orders, tracks, annotates and publishes them."""
+    def untracked(self, camera_id: str) -> str:
+        """Stream: frames detected but not yet tracked, the tracking owner's input (envelope with
+        dets, or a skip marker); the owner orders, tracks, annotates and publishes them."""
+        return self._cam("untracked", camera_id)
+
+    def untracked_legacy(self, camera_id: str) -> str:
+        """The untracked stream's name in the previous release (`<prefix>:detected:{cam}`): the
+        tracking owner still reads it, so a worker of that release loses no frames during a rolling
+        upgrade. Nothing writes it; dropped in the next release."""
         return self._cam("detected", camera_id)
 
     def events(self, camera_id: str) -> str:
@@ -72,7 +78,8 @@ class Keys:
         return self._cam("tracker", camera_id)
 
     def tracker_checkpoint(self, camera_id: str) -> str:
-        """String (JSON): the tracking owner's checkpoint (last `detected` id, next event id)."""
+        """String (JSON): the tracking owner's checkpoint: `ids`, per untracked stream (new and old
+        name), the entry to resume after; `released`, the last (run, seq) published; the next track id."""
         return self._cam("trackerstate", camera_id)
 
     def eventfeed(self, camera_id: str) -> str:

@@ -145,7 +145,7 @@ def test_the_layer_check_sees_deferred_imports_of_other_layers(tmp_path):
         "web/app.py": "from . import state\nfrom producer.publisher import CameraPublisher\n",
         "worker/live.py": "import redis\nfrom common.keys import Keys\nfrom worker.detect import base\n",
         "worker/cli.py": "from tracker import main\n",
-        "tracker/owner.py": "from common import detected\nfrom worker.detect.annotate import draw\nimport worker.live\n",
+        "tracker/owner.py": "from common import untracked\nfrom worker.detect.annotate import draw\nimport worker.live\n",
         "framecast/cli.py": "from worker.live import main\nfrom web import app\nfrom bench.harness import REPO\n",
     }
     modules = {}

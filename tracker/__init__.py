@@ -1,5 +1,5 @@
 """The tracker, events (#14): tracking a camera's objects, zones and lines, event records, clips, MQTT,
-webhooks. It reads what the detect workers write (common/detected.py) and uses the vision library
+webhooks. It reads what the detect workers write (common/untracked.py) and uses the vision library
 (`worker.detect`: drawing, H.264), nothing else of the worker's.
 
 The tracking stage runs inside `framecast worker` processes (beside detection, framecast/worker_role.py)

@@ -1,7 +1,7 @@
 """`framecast tracker [--camera ID ...]`: track every configured event camera (or those named) whose lease it takes.
 
 Tracking apart from detection, so an operator can scale the two apart: the detect workers write
-each event camera's `detected` stream (common/detected.py), and this process runs the EventService
+each event camera's untracked stream (common/untracked.py), and this process runs the EventService
 that `framecast worker` runs beside its detection by default (framecast/worker_role.py), with the
 same leases, so trackers and workers hand cameras over between them. Serves until SIGTERM, exits 0
 (70 when one of its service threads died: common/threads.py).

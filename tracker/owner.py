@@ -1,16 +1,22 @@
 """The tracking owner of one camera: while this process holds the camera's lease, it reads the
-camera's `detected` stream in order, tracks, draws the boxes with their track ids, publishes the
+camera's untracked stream in order, tracks, draws the boxes with their track ids, publishes the
 annotated frames and detection records, and emits the camera's events.
 
 Runs on its own thread (one per owned camera, started by `tracker.service.EventService`), so a
 slow camera costs only itself. Hand-over: with each batch's frames the owner writes a checkpoint, in
-the same script fenced by its lease (tracker/output.py): the last `detected` entry whose frame,
-and every frame before it, has been published, the last (run, seq) released and the next track id. A
+the same script fenced by its lease (tracker/output.py): per input stream the last entry whose
+frame, and every frame before it, has been published, the last (run, seq) released and the next track id. A
 new owner resumes from there (so each frame is published once across a hand-over), ends
 the events the previous owner left open (read from the event store: the source of truth, so an
 event already ended is never ended twice), continues the line counts from the counts hash, and
 starts fresh tracks (a track's Kalman state is not carried over: its object starts a new event).
 Every event write is fenced by the lease too, so a former owner that hung past its TTL cannot emit.
+
+The owner reads two streams in one XREAD: `keys.untracked(cam)`, and the same stream under its name of
+the previous release (`keys.untracked_legacy(cam)`, `<prefix>:detected:{cam}`), which a worker of
+that release may still write during a rolling upgrade; the reorderer puts their frames in (run, seq)
+order. Both carry the camera's hash tag, so the read works on a Redis Cluster too. The old name is
+read until the next release, then dropped.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ from tracker.store import EventStore
 from tracker.webhooks import WebhookSender
 from worker.detect.annotate import draw_detections, draw_overlay
 
-BATCH = 16  # detected entries read at once
+BATCH = 16  # entries read at once from each input stream
+BAD = (-1, -1)  # the frame of an entry that could not be parsed: it never holds the checkpoint back
 SEEN = 2000  # frames remembered to drop a second copy (a frame reclaimed from a slow worker)
 
 
@@ -62,7 +69,7 @@ class Outputs:
 
 
 def parse(fields: dict) -> tuple[Record, Frame | None]:
-    """A `detected` entry (common/detected.py) as the tracking stage's Record (a skip marker
+    """An untracked entry (common/untracked.py) as the tracking stage's Record (a skip marker
     has `skipped`), and the frame it carried. Raises EnvelopeError on anything malformed."""
     marker = fields.get(SKIPPED_FIELD)
     if marker is not None:
@@ -73,7 +80,7 @@ def parse(fields: dict) -> tuple[Record, Frame | None]:
         return Record(run, seq, 0.0, 0, 0, [], skipped=True), None
     frame = envelope.decode(fields.get(FRAME_FIELD) or b"")
     if frame.detections is None:
-        raise EnvelopeError("detected entry has no detections")
+        raise EnvelopeError("untracked entry has no detections")
     record = Record(frame.run, frame.seq, frame.ts / 1e9, frame.width, frame.height,
                     [d.to_list() for d in frame.detections], frame.jpeg)
     return record, frame
@@ -106,19 +113,23 @@ class CameraOwner:
         self.cam = camera.id
         self.log = camera_logger("framecast.events", camera.id)
         keys = out.keys
-        self.detected_key = keys.detected(camera.id)
+        # Input streams by their names in the checkpoint's `ids`; `detected` until the next release.
+        self.inputs = {"untracked": keys.untracked(camera.id), "detected": keys.untracked_legacy(camera.id)}
+        self._input_of = {key: name for name, key in self.inputs.items()}
         self.checkpoint_key = keys.tracker_checkpoint(camera.id)
         streams = out.settings.streams
         self.output = FrameOutput(out.client, keys, camera.id, streams.annotated_maxlen, streams.detections_maxlen)
         self.storage = out.settings.events
         self.block_ms = max(10, min(200, int(self.storage.lease_ttl * 1000 / 6)))
         self.stage: CameraEvents | None = None
-        self.last_id = "0-0"
+        self.last_ids = dict.fromkeys(self.inputs, "0-0")  # per input stream: the last entry read
         self.resume: tuple[int, int] | None = None  # frames up to here were published by a former owner
         self.published = 0
         self._frames: dict[tuple[int, int], Frame] = {}  # read, not yet published
-        self._unsettled: deque[tuple[str, tuple[int, int]]] = deque()  # (entry id, frame) not yet released
-        self._resume_id = "0-0"  # where a new owner would read from: no unreleased entry before it
+        # per input stream: (entry id, frame) read, not yet released
+        self._unsettled = {name: deque() for name in self.inputs}
+        # per input stream: where a new owner would read from (no unreleased entry before it)
+        self._resume_ids = dict(self.last_ids)
         self._checkpointed: tuple | None = None
         self._newest: tuple[float, float] | None = None  # (capture time, arrival) of the newest frame
         self._recent: deque[tuple[int, float]] = deque(maxlen=20)  # (seq, capture time): overlay fps
@@ -143,7 +154,7 @@ class CameraOwner:
         try:
             self._take_over()
             self.log.info("tracking owner started", extra={"owner": self.out.name, "lease": self.lease.value,
-                                                            "from": self.last_id})
+                                                            "from": self.last_ids})
             while not self.stop.is_set() and self.lease.held:
                 self.step()
             if self.lease.held:
@@ -168,15 +179,18 @@ class CameraOwner:
             metrics.OWNED.labels(cam).set(0)
 
     def step(self) -> None:
-        """Read a batch of detected frames, track and publish them, checkpoint, renew the lease."""
-        reply = self.out.client.xread({self.detected_key: self.last_id}, count=BATCH, block=self.block_ms)
+        """Read a batch of detected frames from the input streams, track and publish them,
+        checkpoint, renew the lease."""
+        streams = {self.inputs[name]: last_id for name, last_id in self.last_ids.items()}
+        reply = self.out.client.xread(streams, count=BATCH, block=self.block_ms)
         now = time.monotonic()
         tracked: list[Tracked] = []
-        for _, entries in (reply.items() if isinstance(reply, dict) else (reply or [])):
+        for key, entries in (reply.items() if isinstance(reply, dict) else (reply or [])):
+            name = self._input_of[as_str(key)]
             for entry_id, fields in entries:
                 if not self.lease.held:
                     return
-                tracked += self._take(as_str(entry_id), fields, now)
+                tracked += self._take(name, as_str(entry_id), fields, now)
                 self._renew()  # per frame: a slow batch on a loaded machine must not lose the lease
         tracked += self._output(self.stage.tick(now, self._clock(now)))
         self._publish(tracked)
@@ -188,13 +202,14 @@ class CameraOwner:
             self.lease.renew()
             self._renew_at = now + self.storage.lease_ttl / 3
 
-    def _take(self, entry_id: str, fields: dict, now: float) -> list[Tracked]:
-        self.last_id = entry_id
+    def _take(self, stream: str, entry_id: str, fields: dict, now: float) -> list[Tracked]:
+        self.last_ids[stream] = entry_id
         try:
             record, frame = parse(fields)
         except EnvelopeError as exc:
-            self.log.warning("bad detected entry skipped", extra={"entry": entry_id, "error": str(exc)})
-            self._unsettled.append((entry_id, (-1, -1)))
+            self.log.warning("bad untracked entry skipped", extra={"stream": self.inputs[stream], "entry": entry_id,
+                                                                   "error": str(exc)})
+            self._unsettled[stream].append((entry_id, BAD))
             return []
         ident = (record.run, record.seq)
         if (self.resume is not None and ident <= self.resume) or ident in self._seen:
@@ -204,7 +219,7 @@ class CameraOwner:
             self._seen_order.append(ident)
             if len(self._seen_order) > SEEN:
                 self._seen.discard(self._seen_order.popleft())
-        self._unsettled.append((entry_id, ident))
+        self._unsettled[stream].append((entry_id, ident))
         if frame is not None:
             self._frames[ident] = frame
             self._newest = (record.ts, now)
@@ -225,7 +240,10 @@ class CameraOwner:
         out = self.out
         raw = out.client.get(self.checkpoint_key)
         checkpoint = json.loads(raw) if raw else {}
-        self.last_id = self._resume_id = checkpoint.get("id", "0-0")
+        # A checkpoint of the previous release has one `id`: the old-named stream's.
+        ids = checkpoint.get("ids") or {"detected": checkpoint.get("id", "0-0")}
+        self.last_ids = {name: ids.get(name, "0-0") for name in self.inputs}
+        self._resume_ids = dict(self.last_ids)
         self.resume = tuple(checkpoint["released"]) if checkpoint.get("released") else None
         self.stage = CameraEvents(self.camera, self.storage, reorder_window=self.storage.reorder_window,
                                   start_id=int(checkpoint.get("next_track_id", 1)), clips=out.clips is not None,
@@ -284,14 +302,14 @@ class CameraOwner:
             done = frame.annotated(item.jpeg or frame.jpeg, frame.detections or [], tracker=self.out.name,
                                    published_ns=time.time_ns())
             frames.append((envelope.encode(done), tracked_record(done, item.detections)))
-        # `released` moves with every frame published, even when `id` cannot (an earlier entry still
+        # `released` moves with every frame published, even when `ids` cannot (an earlier entry still
         # waits in the reorderer): the next owner skips up to `released`, so it must never lag.
-        self._resume_id = self._settled() or self._resume_id
+        self._resume_ids.update(self._settled())
         released = self.stage.reorder.released
-        state = (self._resume_id, released, self.stage.tracker.next_id)
+        state = (tuple(self._resume_ids.values()), released, self.stage.tracker.next_id)
         checkpoint = None
         if state != self._checkpointed:
-            checkpoint = json.dumps({"id": self._resume_id, "released": list(released) if released else None,
+            checkpoint = json.dumps({"ids": self._resume_ids, "released": list(released) if released else None,
                                      "next_track_id": self.stage.tracker.next_id, "owner": self.out.name})
         if not self.lease.held:
             return
@@ -304,16 +322,15 @@ class CameraOwner:
         metrics.FRAMES_PUBLISHED.labels(self.cam).inc(written)
         self.published += written
 
-    def _settled(self) -> str | None:
-        """The last entry id whose frame, and every frame read before it, is released (published or
-        given up), taken off the unsettled list; None when there is no new one."""
+    def _settled(self) -> dict[str, str]:
+        """Per input stream with a new one: the last entry id whose frame, and every frame read
+        before it from that stream, is released (published or given up), taken off its unsettled list."""
         released = self.stage.reorder.released
-        safe = None
-        while self._unsettled and released is not None and self._unsettled[0][1] <= released:
-            safe = self._unsettled.popleft()[0]
-        while self._unsettled and self._unsettled[0][1] == (-1, -1):
-            safe = self._unsettled.popleft()[0]
-        return safe
+        settled = {}
+        for stream, unsettled in self._unsettled.items():
+            while unsettled and (unsettled[0][1] == BAD or (released is not None and unsettled[0][1] <= released)):
+                settled[stream] = unsettled.popleft()[0]
+        return settled
 
     def _output(self, released: Released) -> list[Tracked]:
         """Do what the stage released, in the order it arose: an event's snapshot, then the event

@@ -57,3 +57,13 @@ def test_bad_delivery_settings_are_named_without_echoing_secrets(write_config):
     text = str(err.value)
     assert "webhooks[0].url: must be an http:// or https:// URL" in text
     assert "mqtt.topic_prefix" in text and "pw" not in text
+
+
+def test_the_old_name_of_untracked_maxlen_is_read_with_a_warning(write_config, caplog):
+    with caplog.at_level("WARNING", logger="framecast.config"):
+        settings = load_config(write_config([cam()], events={"detected_maxlen": 300}), env={})
+    assert settings.events.untracked_maxlen == 300
+    assert "events.detected_maxlen is deprecated" in caplog.text and "events.untracked_maxlen" in caplog.text
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config([cam()], events={"detected_maxlen": 300, "untracked_maxlen": 400}), env={})
+    assert "untracked_maxlen only" in str(err.value)

@@ -26,7 +26,7 @@ JPEG = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
 def detect(client, keys: Keys, seq: int) -> None:
     """What a worker writes for a detected frame (no objects in it)."""
     frame = Frame(CAM, RUN, seq, RUN + seq * 100_000_000, 64, 48, JPEG, detections=[])
-    client.xadd(keys.detected(CAM), {FRAME_FIELD: envelope.encode(frame)})
+    client.xadd(keys.untracked(CAM), {FRAME_FIELD: envelope.encode(frame)})
 
 
 def published(client, keys: Keys) -> list[int]:
@@ -57,7 +57,7 @@ def test_heir_publishes_each_frame_once_when_the_former_owner_left_one_waiting(r
     assert published(redis_client, keys) == [1]
     # seq 3's entry was read before seq 1's, so reading must resume before it; but seq 1 is out.
     checkpoint = json.loads(redis_client.get(keys.tracker_checkpoint(CAM)))
-    assert checkpoint["id"] == "0-0" and checkpoint["released"] == [RUN, 1]
+    assert checkpoint["ids"] == {"untracked": "0-0", "detected": "0-0"} and checkpoint["released"] == [RUN, 1]
     first.lease.release()  # the owner goes; seq 3 never left it
 
     detect(redis_client, keys, 2)
@@ -66,4 +66,5 @@ def test_heir_publishes_each_frame_once_when_the_former_owner_left_one_waiting(r
         heir.step()
     assert published(redis_client, keys) == [1, 2, 3]
     checkpoint = json.loads(redis_client.get(keys.tracker_checkpoint(CAM)))
-    assert checkpoint["released"] == [RUN, 3] and checkpoint["id"] == redis_client.xrange(keys.detected(CAM))[-1][0].decode()
+    assert checkpoint["released"] == [RUN, 3]
+    assert checkpoint["ids"] == {"untracked": redis_client.xrange(keys.untracked(CAM))[-1][0].decode(), "detected": "0-0"}

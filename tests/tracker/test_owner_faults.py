@@ -1,5 +1,5 @@
 """The tracking owner on a real redis-server keeps the camera through a frame it cannot draw on: a
-`detected` entry whose JPEG does not decode (corrupt data in Redis) is published as it came,
+untracked entry whose JPEG does not decode (corrupt data in Redis) is published as it came,
 counted and logged, and the frames after it are tracked and published by the same owner, whose
 thread and lease live on."""
 
@@ -28,7 +28,7 @@ def test_a_frame_that_cannot_be_drawn_on_is_published_as_it_came_and_tracking_go
     redis_client.set(keys.tracker_checkpoint(CAM), json.dumps({"id": "0-0", "released": [RUN, 0]}))
     detect(redis_client, keys, 1)
     corrupt = Frame(CAM, RUN, 2, RUN + 2 * 100_000_000, 64, 48, b"\xff\xd8 not a jpeg", detections=[])
-    redis_client.xadd(keys.detected(CAM), {FRAME_FIELD: envelope.encode(corrupt)})
+    redis_client.xadd(keys.untracked(CAM), {FRAME_FIELD: envelope.encode(corrupt)})
     detect(redis_client, keys, 3)
     tracker = owner(redis_client, keys, tmp_path, "a")
     thread = threading.Thread(target=tracker.run, name=f"events-{CAM}", daemon=True)

@@ -4,7 +4,7 @@
 - `Annotating`, a camera without events: detect, draw and encode (`FrameProcessor.process`), then
   write the annotated frame and its detection record; a skipped frame leaves nothing behind.
 - `DetectOnly`, an event camera: detect only (the producer's JPEG unchanged) and write the frame's
-  `detected` entry (common/detected.py); a skipped or dead-lettered frame leaves a skip marker. The
+  `untracked` entry (common/untracked.py); a skipped or dead-lettered frame leaves a skip marker. The
   camera's tracking owner orders, tracks, draws and encodes each frame once, with track ids.
 
 Both run on the worker loop; a write is a (key, fields, maxlen) triple for the publishing thread.
@@ -12,7 +12,7 @@ Both run on the worker loop; a write is a (key, fields, maxlen) triple for the p
 
 from __future__ import annotations
 
-from common import detected, envelope
+from common import envelope, untracked
 from common.config import CameraConfig, Settings
 from common.envelope import Frame
 from common.keys import DETECTIONS_FIELD, FRAME_FIELD, Keys
@@ -44,12 +44,12 @@ class Annotating:
 
 
 class DetectOnly:
-    """The outlet of an event camera: `detected` entries for its tracking owner."""
+    """The outlet of an event camera: `untracked` entries for its tracking owner."""
 
     def __init__(self, processor: FrameProcessor, settings: Settings, cam: str):
         self.processor = processor
-        self.key = Keys(settings.key_prefix).detected(cam)
-        self.maxlen = settings.events.detected_maxlen
+        self.key = Keys(settings.key_prefix).untracked(cam)
+        self.maxlen = settings.events.untracked_maxlen
 
     def process(self, frame: Frame, *, fps: float | None, max_pixels: int | None) -> Frame:
         """The frame with its detections, meta `infer_ms` and `work_cpu_ms` and the decode and detect
@@ -58,13 +58,13 @@ class DetectOnly:
         return self.processor.detect_frame(frame, max_pixels=max_pixels).on(frame, frame.jpeg)
 
     def writes(self, result: Frame, payload: bytes) -> list[tuple[str, dict, int]]:
-        """The detected entry of `payload`, the envelope of `result`."""
-        return [detected.detected_write(self.key, payload, self.maxlen)]
+        """The untracked entry of `payload`, the envelope of `result`."""
+        return [untracked.untracked_write(self.key, payload, self.maxlen)]
 
     def skip_markers(self, frames: list) -> list[tuple[str, dict, int]]:
         """A skip marker for each frame (stream entries or envelope bytes) whose identity can be read,
         so the owner's reorderer releases the frames after it without waiting."""
-        return detected.skip_writes(self.key, list(frames), self.maxlen)
+        return untracked.skip_writes(self.key, list(frames), self.maxlen)
 
 
 Outlet = Annotating | DetectOnly

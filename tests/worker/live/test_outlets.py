@@ -1,5 +1,5 @@
 """A camera's outlet: an annotating camera writes its annotated frame and detection record and no skip
-markers; an event camera's detect-only outlet keeps the producer's JPEG and writes the `detected`
+markers; an event camera's detect-only outlet keeps the producer's JPEG and writes the `untracked`
 entry, with a skip marker for each frame whose identity can be read. No Redis."""
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def test_an_event_camera_detects_only_and_marks_the_frames_it_skips(detector, sa
     result = outlet.process(frame, fps=10.0, max_pixels=None)
     assert result.jpeg == frame.jpeg and result.detections  # the tracking owner draws and encodes
     payload = envelope.encode(result)
-    assert outlet.writes(result, payload) == [(keys.detected("cam1"), {FRAME_FIELD: payload},
-                                               settings.events.detected_maxlen)]
+    assert outlet.writes(result, payload) == [(keys.untracked("cam1"), {FRAME_FIELD: payload},
+                                                settings.events.untracked_maxlen)]
     other = envelope.encode(make_frame(sample_images[1], seq=8, run=3))
     markers = outlet.skip_markers([payload, (b"1-0", {FRAME_FIELD: other}), b"garbage", (b"1-1", {})])
-    assert markers == [(keys.detected("cam1"), {SKIPPED_FIELD: marker}, settings.events.detected_maxlen)
+    assert markers == [(keys.untracked("cam1"), {SKIPPED_FIELD: marker}, settings.events.untracked_maxlen)
                        for marker in ("3:7", "3:8")]

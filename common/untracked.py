@@ -1,9 +1,9 @@
-"""The `detected` stream's contract between the detect workers and the tracker: what the workers
-write for an event camera, which its tracking owner reads.
+"""The untracked stream's contract between the detect workers and the tracker: what the workers
+write for an event camera (frames detected but not yet tracked), which its tracking owner reads.
 
 For a camera with events, the drawn label must carry the tracked id (`person #12`), and tracking is
 sequential while detection is spread over workers; so the workers detect only and publish
-`keys.detected(cam)` entries, and the camera's tracking owner orders, tracks, draws and encodes once:
+`keys.untracked(cam)` entries, and the camera's tracking owner orders, tracks, draws and encodes once:
 
 - a detected frame: field `f`, the frame's envelope with the producer's JPEG unchanged (no
   re-encode), `dets` set and the worker's meta (`worker`, `infer_ms`, `published_ns`);
@@ -22,7 +22,7 @@ from common import envelope
 from common.keys import FRAME_FIELD, SKIPPED_FIELD
 
 
-def detected_write(key: str, payload: bytes, maxlen: int) -> tuple[str, dict, int]:
+def untracked_write(key: str, payload: bytes, maxlen: int) -> tuple[str, dict, int]:
     """The (key, fields, maxlen) write of a detected frame's envelope."""
     return key, {FRAME_FIELD: payload}, maxlen
 
