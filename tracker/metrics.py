@@ -1,7 +1,11 @@
 """Prometheus metrics of the tracking owners, per camera (label `camera`): events, line crossings and
-zone occupancy (the same figures as the camera's counts hash in Redis), frames tracked, hand-overs."""
+zone occupancy (the same figures as the camera's counts hash in Redis), frames tracked, hand-overs;
+and the per-camera figures a `CameraAccount` counts. None has a field in the stats hash: the cluster
+view reads events and counts from their own keys. Delivery (MQTT, webhooks) is counted per process."""
 
 from prometheus_client import Counter, Gauge
+
+from common.stats import Figure
 
 EVENTS = Counter("framecast_events_total", "Event messages emitted, by label and type (new, update, end)",
                  ["camera", "label", "type"])
@@ -20,6 +24,17 @@ ERRORS = Counter("framecast_events_errors_total",
                  "Errors the events stage survived, by chore: lease (taking a camera), owner (its tracking failed: "
                  "the lease is given up and taken again after a backoff), render (a frame published unannotated) "
                  "and retention", ["camera", "chore"])
+
+EVENT = Figure(EVENTS)
+CROSSING = Figure(LINE_CROSSINGS)
+IN_ZONE = Figure(ZONE_OCCUPANCY)
+IN_VIEW = Figure(OBJECTS)
+PUBLISHED = Figure(FRAMES_PUBLISHED)
+OWNING = Figure(OWNED)
+TAKEN_OVER = Figure(ACQUIRED)
+ORPHANS = Figure(ORPHANS_ENDED)
+FAILURE = Figure(ERRORS)
+
 MQTT_MESSAGES = Counter("framecast_mqtt_messages_total",
                         "MQTT messages by outcome: queued, handed to the client (sent, resent by it after a "
                         "reconnect until the broker acknowledges them) or dropped (the queue was full)",

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -36,6 +36,7 @@ from common.envelope import Detection, Frame
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD, SKIPPED_FIELD, Keys
 from common.logs import camera_logger
+from common.stats import CameraAccount
 from common.text import as_str
 from tracker import metrics
 from tracker.lease import Lease, LeaseLostError
@@ -66,6 +67,14 @@ class Outputs:
     mqtt: MqttPublisher | None
     webhooks: WebhookSender | None
     name: str  # this process's id: the lease owner, and `tracker` in the frames' meta
+    accounts: dict[str, CameraAccount] = field(default_factory=dict)
+
+    def account(self, cam: str) -> CameraAccount:
+        """The camera's figures in this process, one account for all its owners over time and the
+        service's chores. Created on the service thread, which starts the owners."""
+        if cam not in self.accounts:
+            self.accounts[cam] = CameraAccount(self.client, self.keys, cam)
+        return self.accounts[cam]
 
 
 def parse(fields: dict) -> tuple[Record, Frame | None]:
@@ -112,6 +121,7 @@ class CameraOwner:
         self.out, self.camera, self.lease, self.stop = out, camera, lease, stop
         self.cam = camera.id
         self.log = camera_logger("framecast.events", camera.id)
+        self.account = out.account(camera.id)
         keys = out.keys
         # Input streams by their names in the checkpoint's `ids`; `detected` until the next release.
         self.inputs = {"untracked": keys.untracked(camera.id), "detected": keys.untracked_legacy(camera.id)}
@@ -133,9 +143,9 @@ class CameraOwner:
         self._checkpointed: tuple | None = None
         self._newest: tuple[float, float] | None = None  # (capture time, arrival) of the newest frame
         self._recent: deque[tuple[int, float]] = deque(maxlen=20)  # (seq, capture time): overlay fps
-        self._counted: dict[str, int] = {}
+        self._crossings: dict[str, int] = {}  # line totals (counts hash fields) already counted
         self._count_changes = CountChanges()
-        self._objects: set[str] = set()
+        self._occupancy: set[str] = set()  # zone and object gauge fields set last
         self._renew_at = 0.0
         self._seen: set[tuple[int, int]] = set()  # frames taken lately: a reclaimed frame comes twice
         self._seen_order: deque[tuple[int, int]] = deque()
@@ -148,9 +158,8 @@ class CameraOwner:
         refuses the snapshots, a bug) gives the camera up too: the lease is released, so the next
         owner (another process at once, or this one after a backoff) resumes from the checkpoint,
         which is written only with the frames it covers."""
-        cam = self.cam
-        metrics.OWNED.labels(cam).set(1)
-        metrics.ACQUIRED.labels(cam).inc()
+        self.account.set(metrics.OWNING, 1)
+        self.account.count(metrics.TAKEN_OVER)
         try:
             self._take_over()
             self.log.info("tracking owner started", extra={"owner": self.out.name, "lease": self.lease.value,
@@ -176,7 +185,7 @@ class CameraOwner:
             except (*CONNECTION_ERRORS, redis.exceptions.ResponseError):
                 self.lease.token = None  # it runs out on its own
         finally:
-            metrics.OWNED.labels(cam).set(0)
+            self.account.set(metrics.OWNING, 0)
 
     def step(self) -> None:
         """Read a batch of detected frames from the input streams, track and publish them,
@@ -250,17 +259,17 @@ class CameraOwner:
                                   render=self._render)
         if self.resume is not None:
             self.stage.reorder.released = self.resume  # so the next frame is released at once
-        for field, n in out.store.counts(self.cam).items():
-            kind, *rest = field.split(":")
+        for name, n in out.store.counts(self.cam).items():
+            kind, *rest = name.split(":")
             if kind == "line" and len(rest) == 3 and rest[0] in self.stage.lifecycle.line_counts:
                 line, direction, label = rest
                 self.stage.lifecycle.line_counts[line][direction][label] = n
-                self._counted[field] = n  # the former owner's crossings are counted already
+                self._crossings[name] = n  # the former owner's crossings are counted already
         orphans = end_orphans(out.store.open_events(self.cam))
         for message in orphans:
             self._sink(message, self.stage.lifecycle.counts())
         if orphans:
-            metrics.ORPHANS_ENDED.labels(self.cam).inc(len(orphans))
+            self.account.count(metrics.ORPHANS, len(orphans))
             self.log.info("ended the events a former owner left open", extra={"events": len(orphans)})
         self._renew_at = time.monotonic() + self.storage.lease_ttl / 3
 
@@ -272,7 +281,7 @@ class CameraOwner:
         try:
             return self._draw(record, tracked)
         except Exception as exc:  # noqa: BLE001 - per frame
-            metrics.ERRORS.labels(self.cam, "render").inc()
+            self.account.count(metrics.FAILURE, chore="render")
             self.log.warning("frame published unannotated: it could not be drawn on",
                              extra={"run": record.run, "seq": record.seq, "error": describe_error(exc)})
             return None
@@ -319,7 +328,7 @@ class CameraOwner:
             self.lease.token = None  # the next owner publishes these frames from its checkpoint
             return
         self._checkpointed = state
-        metrics.FRAMES_PUBLISHED.labels(self.cam).inc(written)
+        self.account.count(metrics.PUBLISHED, written)
         self.published += written
 
     def _settled(self) -> dict[str, str]:
@@ -379,18 +388,22 @@ class CameraOwner:
             self.out.webhooks.send(body)
 
     def _count(self, message: EventMessage, counts: dict[str, int]) -> None:
-        cam = self.cam
-        metrics.EVENTS.labels(cam, message.after["label"], message.type).inc()
-        for field, n in counts.items():
-            kind, *rest = field.split(":")
+        """Count an emitted event, and `counts` (the counts hash's fields as of it) as figures: the
+        line totals' growth as crossings, and every zone and object gauge (0 for one now gone)."""
+        account = self.account
+        account.count(metrics.EVENT, label=message.after["label"], type=message.type)
+        for name, n in counts.items():
+            kind, *rest = name.split(":")
             if kind == "line":
-                delta = n - self._counted.get(field, 0)
-                if delta > 0:
-                    metrics.LINE_CROSSINGS.labels(cam, *rest).inc(delta)
-                self._counted[field] = n
-        gauges = {f for f in counts if not f.startswith("line:")}
-        for field in self._objects | gauges:
-            kind, *rest = field.split(":")
-            gauge = metrics.ZONE_OCCUPANCY if kind == "zone" else metrics.OBJECTS
-            gauge.labels(cam, *rest).set(counts.get(field, 0))
-        self._objects = gauges
+                line, direction, label = rest
+                account.count(metrics.CROSSING, n - self._crossings.get(name, 0), line=line, direction=direction,
+                              label=label)
+                self._crossings[name] = n
+        occupancy = {f for f in counts if not f.startswith("line:")}
+        for name in self._occupancy | occupancy:
+            kind, *rest = name.split(":")
+            if kind == "zone":
+                account.set(metrics.IN_ZONE, counts.get(name, 0), zone=rest[0], label=rest[1])
+            else:
+                account.set(metrics.IN_VIEW, counts.get(name, 0), label=rest[0])
+        self._occupancy = occupancy

@@ -30,8 +30,8 @@ from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe
 from common.event_files import events_root
 from common.keys import Keys
 from common.logs import camera_logger
+from tracker import metrics
 from tracker.lease import Lease
-from tracker.metrics import ERRORS
 from tracker.mqtt import MqttPublisher
 from tracker.owner import CameraOwner, Outputs
 from tracker.recordings import ClipWriter, EventFiles
@@ -129,7 +129,10 @@ class EventService:
             if self._throttled.due(("redis", chore)):
                 log.warning("events stage: redis unavailable", extra={"chore": chore, "error": describe_error(exc)})
         except Exception as exc:  # noqa: BLE001 - per chore: nothing may stop the lease taking
-            ERRORS.labels(cam or "", chore).inc()
+            if cam:
+                self.out.account(cam).count(metrics.FAILURE, chore=chore)
+            else:  # retention: the process's own chore, of no camera
+                metrics.ERRORS.labels(camera="", chore=chore).inc()
             if self._throttled.due((chore, cam, type(exc))):
                 logger = camera_logger("framecast.events", cam) if cam else log
                 logger.error(f"events stage: {chore} failed; trying again on its next turn",
@@ -143,7 +146,7 @@ class EventService:
             return
         previous = self._tracking.pop(cam, None)
         if previous is not None and previous.failed:
-            ERRORS.labels(cam, "owner").inc()
+            self.out.account(cam).count(metrics.FAILURE, chore="owner")
             self._retry_at[cam] = time.monotonic() + self._backoff[cam].next_delay()
         elif previous is not None:
             self._backoff[cam].reset()
