@@ -3,7 +3,7 @@
 
 The committed users.acl holds placeholders (`#<producer-password-sha256>`), never secrets; this
 script puts in the SHA-256 of each role's password. A password comes from FRAMECAST_REDIS_<ROLE>_PASSWORD
-(ADMIN, PRODUCER, WORKER, WEB) when set, else from --env-file when it already holds one, else a new
+(ADMIN, PRODUCER, WORKER, TRACKER, WEB) when set, else from --env-file when it already holds one, else a new
 random one. With --env-file the passwords are written there (mode 0600) for docker compose to put
 in each service's REDIS_URL; the ACL file itself only holds their hashes. Passwords are never printed.
 
@@ -24,7 +24,7 @@ import secrets
 import sys
 from pathlib import Path
 
-ROLES = ("admin", "producer", "worker", "web")
+ROLES = ("admin", "producer", "worker", "tracker", "web")
 TEMPLATE = Path(__file__).resolve().parent / "users.acl"
 PLACEHOLDER = re.compile(r"#<([a-z]+)-password-sha256>")
 # Passwords go into redis:// URLs unescaped (compose interpolates them), so only URL-unreserved characters.

@@ -1,7 +1,8 @@
 """Redis least privilege (deploy/redis/users.acl, rendered by make-acl.py): the real producer, two
 workers and the web tier (gunicorn), each logged in as its own ACL user, run the pipeline end to end
 with not one command refused (ACL LOG stays empty, so a code change that needs a new command fails
-here); and each user is refused, with NOPERM, what its role must not do."""
+here); a real `framecast tracker` as the tracker user then tracks the event camera that a
+`--no-tracker` worker detects; and each user is refused, with NOPERM, what its role must not do."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ import pytest
 import redis
 import yaml
 
+from common import envelope
 from tests.conftest import REPO
 from testsupport.redis_server import RedisServer, free_port, redis_binary
 
 pytestmark = pytest.mark.slow
 
 MAKE_ACL = REPO / "deploy" / "redis" / "make-acl.py"
-ROLES = ("admin", "producer", "worker", "web")
-SERVICES = ("producer", "worker", "web")
+ROLES = ("admin", "producer", "worker", "tracker", "web")
+SERVICES = ("producer", "worker", "tracker", "web")
+TRACKER = "tracker-acl"  # the tracker's instance id: its lease value and the frames' `tracker` meta
 CAMERAS = [  # a live camera and a backlog one (whose group the producer creates and watches)
     # door counts crossings of a line: its tracking owner (a worker) and the events API run as their roles too
     {"id": "door", "source": "pattern", "fps": 10, "max_width": 320, "detection": {"threads": 1},
@@ -105,10 +108,12 @@ class Services:
         return redis.Redis(host="127.0.0.1", port=self.redis.port, username=role, password=self.passwords[role],
                            **kwargs)
 
-    def start(self, name: str, role: str, *args: str) -> None:
+    def start(self, name: str, role: str, *args: str, instance: str | None = None) -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("FRAMECAST_", "REDIS_")) or k == "FRAMECAST_CACHE_DIR"}
         env.update(REDIS_URL=self.url(role), FRAMECAST_LOG_FORMAT="text")
+        if instance:
+            env["FRAMECAST_INSTANCE_ID"] = instance
         with (self.tmp / f"{name}.log").open("wb") as log:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "framecast", role, "--config", str(self.config), *args],
@@ -123,6 +128,14 @@ class Services:
             admin.close()
         return "\n".join([f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
                           for path in sorted(self.tmp.glob("*.log"))] + [f"--- ACL LOG\n{refused}"])
+
+    def end(self, name: str) -> int | None:
+        """SIGTERM one service and wait for it; its exit code (None when it had already exited)."""
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=30)
 
     def stop(self) -> None:
         """SIGTERM each service (gunicorn stops its own workers), SIGKILL what outlives 20 s."""
@@ -212,6 +225,35 @@ def test_services_run_the_pipeline_as_their_own_users_with_nothing_refused(servi
     admin.close()
 
 
+def test_a_tracker_tracks_the_event_camera_as_its_own_user_with_nothing_refused(services):
+    admin = services.client("admin", decode_responses=True)
+    raw = services.client("admin")
+    services.start("worker-3", "worker", "--no-tracker")
+    services.start("tracker", "tracker", instance=TRACKER)
+    # The workers that track give the door camera up on SIGTERM (they release its lease): only the
+    # tracker is left to take it, and only the --no-tracker worker to detect.
+    for name in ("worker-1", "worker-2"):
+        assert services.end(name) in (0, None), services.logs()
+    _wait(lambda: (admin.get("fc:tracker:{door}") or "").startswith(f"{TRACKER}:"), 30,
+          "the tracker took the door camera's lease", services.logs)
+
+    def tracked_by_the_tracker():
+        entries = raw.xrevrange("fc:annotated:{door}", count=3)
+        frames = [envelope.decode(fields[b"f"]) for _, fields in entries]
+        return len(frames) == 3 and all(f.meta.get("tracker") == TRACKER for f in frames)
+
+    _wait(tracked_by_the_tracker, 60, "annotated door frames published by the tracker", services.logs)
+    record = json.loads(raw.xrevrange("fc:detections:{door}", count=1)[0][1][b"d"])
+    assert all("track_id" in d for d in record["detections"])
+    assert json.loads(admin.get("fc:trackerstate:{door}"))["owner"] == TRACKER
+    assert admin.xlen("fc:untracked:{door}") > 0  # what worker-3 detected, for the tracker
+    for name in ("tracker", "worker-3", "producer", "web"):
+        assert services.procs[name].poll() is None, f"{name} exited\n{services.logs()}"
+    assert _denials(admin) == [], services.logs()
+    admin.close()
+    raw.close()
+
+
 # What each role must not do: (user, command). Every one must be refused with NOPERM.
 FORBIDDEN_EVERYONE = [("CONFIG", "GET", "*"), ("CONFIG", "SET", "maxmemory", "1"), ("FLUSHALL",), ("FLUSHDB",),
                       ("KEYS", "*"), ("SCAN", "0"), ("ACL", "LIST"), ("ACL", "SETUSER", "x", "on"),
@@ -237,6 +279,23 @@ FORBIDDEN = {
         ("HSET", "fc:{registry}:producer:p1", "pid", "1"),
         ("ZADD", "fc:{registry}:producers", "1", "p1"),
         ("XGROUP", "DESTROY", "fc:frames:{door}", "detectors"),
+    ],
+    "tracker": [  # it reads the untracked streams and writes its own keys, nothing of the frames' side
+        ("XADD", "fc:untracked:{door}", "*", "f", "x"),
+        ("XADD", "fc:detected:{door}", "*", "f", "x"),
+        ("DEL", "fc:untracked:{door}"),
+        ("XTRIM", "fc:untracked:{door}", "MAXLEN", "0"),
+        ("XREAD", "STREAMS", "fc:frames:{door}", "0"),
+        ("XREADGROUP", "GROUP", "detectors", "t", "STREAMS", "fc:frames:{door}", ">"),
+        ("XADD", "fc:frames:{door}", "*", "f", "x"),
+        ("XRANGE", "fc:annotated:{door}", "-", "+"),
+        ("DEL", "fc:detections:{door}"),
+        ("XADD", "fc:deadletter:{door}", "*", "f", "x"),
+        ("HINCRBY", "fc:stats:{door}", "processed", "1"),
+        ("HGETALL", "fc:stats:{door}"),
+        ("HSET", "fc:{registry}:worker:t1", "pid", "1"),
+        ("ZADD", "fc:{registry}:workers", "1", "t1"),
+        ("EVALSHA", "0" * 40, "1", "fc:frames:{door}"),
     ],
     "web": [
         ("XADD", "fc:frames:{door}", "*", "f", "x"),
