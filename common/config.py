@@ -38,6 +38,7 @@ from common.events_config import (
     Zones,
     events_dir_refusal,
 )
+from common.motion_config import MotionConfig
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
 from common.yamlfile import load_yaml
@@ -140,11 +141,14 @@ class CameraConfig(ConfigModel):
     max_frame_age: float | None = Field(
         None, gt=0, description="seconds; overrides worker.max_frame_age for this camera"
     )
-    overlay: bool = Field(True, description="draw camera id, time and fps on annotated frames")
+    overlay: bool | None = Field(
+        None, description="draw camera id, time and fps on annotated frames (default: on without motion "
+        "gating; off with it, since drawing it on a frame nothing moved in costs a decode and an encode)")
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     zones: Zones = Field(default_factory=list, description="named polygons (frame fractions) for events")
     lines: Lines = Field(default_factory=list, description="named counting lines (frame fractions)")
     events: EventsConfig = Field(default_factory=EventsConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
 
     @field_validator("id")
     @classmethod
@@ -164,6 +168,22 @@ class CameraConfig(ConfigModel):
         if self.events.enabled is not None:
             return self.events.enabled
         return bool(self.zones or self.lines)
+
+    @property
+    def overlay_enabled(self) -> bool:
+        """Whether annotated frames carry the overlay: `overlay` when set, else only without motion
+        gating (a frame nothing moved in is otherwise published without a decode or an encode)."""
+        if self.overlay is not None:
+            return self.overlay
+        return not self.motion_enabled
+
+    @property
+    def motion_enabled(self) -> bool:
+        """Whether the producer gates this camera's frames by motion: `motion.enabled` when set, else
+        whether the camera is live (a backlog camera analyses every frame)."""
+        if self.motion.enabled is not None:
+            return self.motion.enabled
+        return self.mode == "live"
 
     @property
     def source_kind(self) -> str:

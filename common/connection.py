@@ -192,7 +192,7 @@ def permanent_reason(exc: BaseException) -> str | None:
 
 class ThrottledLog:
     """At most one log line per subject per `interval` seconds, for failures that repeat on every
-    retry or frame (a wrong password, a broken key): the first occurrence is logged at once, then
+    retry or frame (a wrong password, a refused key): the first occurrence is logged at once, then
     once an interval while it lasts. Thread-safe; one instance is shared by a process's loops."""
 
     def __init__(self, interval: float = 60.0):

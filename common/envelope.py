@@ -3,6 +3,12 @@
     {"v": 1, "cam": str, "run": int, "seq": int, "ts": int, "w": int, "h": int, "jpg": bytes,
      "dets": [[label, score, x1, y1, x2, y2, class_id], ...] | None, "meta": {str: scalar}}
 
+Version 2 adds the producer's motion verdict, `"mo": [inspect, [[x1, y1, x2, y2], ...]]`: how the
+frame is to be inspected (`full`, `regions`: only where the motion boxes are, `none`: no inference)
+and the motion boxes in the frame's pixels. A frame without motion gating is written as version 1
+(read as `full`), so a camera with motion off works with workers of the previous release; one with
+motion on needs workers that read version 2 (upgrade workers before producers).
+
 `run` identifies one producer run (its start time in epoch ns) and `seq` counts frames within it, so
 (run, seq) orders a camera's frames even across producer restarts. `ts` is the capture time in epoch
 ns. `dets` is None on raw frames and a list (possibly empty) on annotated ones. Decoding never raises
@@ -27,18 +33,25 @@ import msgpack
 from common.camera_id import CAMERA_ID_RE
 from common.errors import EnvelopeError
 
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)  # what this build reads; it writes 1 for a frame without a motion verdict
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024  # a 4K JPEG at high quality is ~3 MB
 MAX_DIMENSION = 16384
 MAX_DETECTIONS = 1000
+MAX_MOTION_BOXES = 64
+INSPECT_FULL, INSPECT_REGIONS, INSPECT_NONE = "full", "regions", "none"
+INSPECTIONS = (INSPECT_FULL, INSPECT_REGIONS, INSPECT_NONE)
 _JPEG_SOI = b"\xff\xd8"
 _REQUIRED = ("v", "cam", "run", "seq", "ts", "w", "h", "jpg")
 TIMING = "t"  # the meta key of the stage marks
 # The stage marks in pipeline order (each is the end of the stage of the same index in STAGES):
-# producer: JPEG encoded, batch handed to Redis; worker: entry read, decoded, detected, annotated,
-# JPEG re-encoded, annotated frame handed to Redis. The capture time (`ts`) is the start of the first.
-MARKS = ("encoded", "sent", "read", "decoded", "detected", "annotated", "reencoded", "published")
-STAGES = ("encode", "queue", "transit", "decode", "detect", "annotate", "reencode", "publish")
+# producer: motion found, JPEG encoded, batch handed to Redis; worker: entry read, decoded, detected,
+# annotated, JPEG re-encoded, annotated frame handed to Redis. The capture time (`ts`) is the start of
+# the first. `moved` is written only by a camera with motion gating: without it, `encode` starts at
+# the capture time.
+MARKS = ("moved", "encoded", "sent", "read", "decoded", "detected", "annotated", "reencoded", "published")
+STAGES = ("motion", "encode", "queue", "transit", "decode", "detect", "annotate", "reencode", "publish")
+OPTIONAL_MARKS = frozenset({"moved"})
 # A frame's own work on the worker: what remains of its latency beyond these is waiting ("added").
 COMPUTE_STAGES = ("decode", "detect", "annotate", "reencode")
 
@@ -71,6 +84,35 @@ class Detection:
         return cls(label, float(score), (x1, y1, x2, y2), class_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """The producer's motion verdict on a frame: how to inspect it, and where it moved (pixel boxes)."""
+
+    inspect: str = INSPECT_FULL
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+
+    def to_wire(self) -> list:
+        return [self.inspect, [list(box) for box in self.boxes]]
+
+    @classmethod
+    def from_wire(cls, item: Any, width: int, height: int) -> Motion:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or item[0] not in INSPECTIONS:
+            raise EnvelopeError(f"field 'mo' must be [inspect, boxes] with inspect one of {', '.join(INSPECTIONS)}")
+        inspect, raw_boxes = item
+        if not isinstance(raw_boxes, (list, tuple)) or len(raw_boxes) > MAX_MOTION_BOXES:
+            raise EnvelopeError(f"motion boxes must be a list of at most {MAX_MOTION_BOXES}")
+        boxes = []
+        for box in raw_boxes:
+            if (not isinstance(box, (list, tuple)) or len(box) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
+                raise EnvelopeError("a motion box must be [x1, y1, x2, y2] integers")
+            x1, y1, x2, y2 = box
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+                raise EnvelopeError("a motion box must lie inside the frame, x1 < x2 and y1 < y2")
+            boxes.append((x1, y1, x2, y2))
+        return cls(inspect, tuple(boxes))
+
+
 @dataclass(frozen=True)
 class Frame:
     """A JPEG frame of one camera with its identity, timing and (on annotated frames) detections."""
@@ -84,6 +126,12 @@ class Frame:
     jpeg: bytes
     detections: list[Detection] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    motion: Motion | None = None  # the producer's verdict; None: inspect the full frame
+
+    @property
+    def inspect(self) -> str:
+        """How this frame is to be inspected: `full` unless the producer's motion verdict says otherwise."""
+        return self.motion.inspect if self.motion is not None else INSPECT_FULL
 
     @property
     def order(self) -> tuple[int, int]:
@@ -95,7 +143,7 @@ class Frame:
         merged = dict(self.meta)
         merged.update(meta)
         return Frame(self.cam, self.run, self.seq, self.ts, self.width, self.height, jpeg,
-                     list(detections), merged)
+                     list(detections), merged, self.motion)
 
     def stamped(self, **marks_ns: int) -> Frame:
         """A copy with stage marks (MARKS names, epoch ns) added to `meta["t"]` as microseconds after capture."""
@@ -105,7 +153,7 @@ class Frame:
                 raise ValueError(f"unknown stage mark {name!r}")
             timing[name] = (int(ns) - self.ts) // 1000
         return Frame(self.cam, self.run, self.seq, self.ts, self.width, self.height, self.jpeg,
-                     self.detections, {**self.meta, TIMING: timing})
+                     self.detections, {**self.meta, TIMING: timing}, self.motion)
 
     def marks_us(self) -> dict[str, int]:
         """The frame's stage marks (microseconds after capture) in pipeline order; a mark that is
@@ -123,6 +171,8 @@ class Frame:
         previous: int | None = 0  # the capture time
         for mark, stage in zip(MARKS, STAGES, strict=True):
             value = marks.get(mark)
+            if value is None and mark in OPTIONAL_MARKS:
+                continue
             if value is not None and previous is not None:
                 out[stage] = (value - previous) / 1000.0
             previous = value
@@ -132,7 +182,7 @@ class Frame:
 def encode(frame: Frame) -> bytes:
     """Serialise a frame to envelope bytes. Called by producers and workers before XADD."""
     payload = {
-        "v": VERSION,
+        "v": 1 if frame.motion is None else VERSION,
         "cam": frame.cam,
         "run": int(frame.run),
         "seq": int(frame.seq),
@@ -143,6 +193,8 @@ def encode(frame: Frame) -> bytes:
         "dets": None if frame.detections is None else [d.to_list() for d in frame.detections],
         "meta": dict(frame.meta),
     }
+    if frame.motion is not None:
+        payload["mo"] = frame.motion.to_wire()
     data = msgpack.packb(payload, use_bin_type=True)
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError(f"frame of {len(data)} bytes exceeds the {MAX_ENVELOPE_BYTES}-byte limit; "
@@ -175,8 +227,9 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Frame:
     if not isinstance(payload, dict):
         raise EnvelopeError("envelope must be a msgpack map")
     missing = [k for k in _REQUIRED if k not in payload]
-    if "v" in payload and payload["v"] != VERSION:
-        raise EnvelopeError(f"unsupported envelope version {payload['v']!r}; this build reads version {VERSION}")
+    if "v" in payload and payload["v"] not in VERSIONS:
+        raise EnvelopeError(f"unsupported envelope version {payload['v']!r}; this build reads versions "
+                            f"{', '.join(map(str, VERSIONS))}")
     if missing:
         raise EnvelopeError(f"envelope is missing fields: {', '.join(missing)}")
     cam = payload["cam"]
@@ -199,7 +252,8 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Frame:
     meta = payload.get("meta") or {}
     if not isinstance(meta, dict):
         raise EnvelopeError("field 'meta' must be a map")
-    return Frame(cam, run, seq, ts, width, height, jpeg, detections, meta)
+    motion = Motion.from_wire(payload["mo"], width, height) if payload["v"] >= 2 and "mo" in payload else None
+    return Frame(cam, run, seq, ts, width, height, jpeg, detections, meta, motion)
 
 
 def detections_record(frame: Frame) -> bytes:
@@ -213,7 +267,9 @@ def detections_record(frame: Frame) -> bytes:
         "height": frame.height,
         "detections": [d.to_dict() for d in (frame.detections or [])],
     }
-    for key in ("worker", "infer_ms", "work_cpu_ms", "published_ns"):
+    if frame.motion is not None:
+        record["inspect"] = frame.motion.inspect
+    for key in ("worker", "infer_ms", "work_cpu_ms", "published_ns", "regions"):
         if key in frame.meta:
             record[key] = frame.meta[key]
     stages = frame.stage_ms()

@@ -34,6 +34,10 @@ class StatsField:
     FAILED = "failed"  # workers: frames dead-lettered
     LATENCY_MS = "latency_ms"  # workers (gauge): capture to annotated frame, last frame
     INFER_MS = "infer_ms"  # workers (gauge): detector time, last frame
+    INSPECTED_FULL = "inspected_full"  # workers: frames the model saw whole
+    INSPECTED_REGIONS = "inspected_regions"  # workers: frames the model saw only where they moved
+    NOT_INSPECTED = "not_inspected"  # workers: frames nothing moved in (no inference)
+    INFERENCE_CALLS = "inference_calls"  # workers: model runs (a regions frame may take several)
 
 
 @dataclass(frozen=True)

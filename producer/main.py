@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 
+import cv2
 import redis
 
 from common import threads
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Each camera has its own thread already: OpenCV's pool would only add idle spinning threads that
+    # doubled the CPU of a camera's motion detection and resizing (measured: 1.5 vs 0.85 ms a frame).
+    cv2.setNumThreads(1)
     settings = load_settings(args)
     cameras = selected_cameras(settings, args)
     if args.once:

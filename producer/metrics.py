@@ -32,6 +32,11 @@ FRAMES_PASSED_THROUGH = Counter(
 )
 ENCODE_MS = Histogram("framecast_producer_encode_ms", "Resize and JPEG encode time, or the passthrough check (ms)", ["camera"],
                       buckets=MS_BUCKETS)
+MOTION_MS = Histogram("framecast_producer_motion_ms", "Motion detection CPU time per frame, its reduced JPEG "
+                      "decode included (ms)", ["camera"], buckets=(0.1, 0.25, 0.5, *MS_BUCKETS))
+FRAMES_VERDICT = Counter("framecast_producer_frames_verdict_total",
+                         "Frames published by motion verdict: full (the model sees the whole frame), regions "
+                         "(only where it moved), none (nothing moved: no inference)", ["camera", "inspect"])
 SOURCE_RECONNECTS = Counter("framecast_producer_source_reconnects_total", "Source re-open attempts", ["camera"])
 SOURCE_UP = Gauge("framecast_producer_source_up", "1 while the source delivers frames", ["camera"])
 
@@ -42,5 +47,7 @@ LOST = Figure(FRAMES_LOST, StatsField.LOST)
 DECIMATED = Figure(FRAMES_DECIMATED)
 PASSED_THROUGH = Figure(FRAMES_PASSED_THROUGH)
 ENCODE = Figure(ENCODE_MS)
+MOTION = Figure(MOTION_MS)
+VERDICT = Figure(FRAMES_VERDICT)
 RECONNECTS = Figure(SOURCE_RECONNECTS, StatsField.RECONNECTS)
 UP = Figure(SOURCE_UP)

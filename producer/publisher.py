@@ -13,8 +13,8 @@ import time
 import redis
 
 from common.config import CameraConfig, Settings
-from common.connection import Backoff
-from common.envelope import Frame
+from common.connection import Backoff, ThrottledLog
+from common.envelope import INSPECT_FULL, Frame, Motion
 from common.errors import FramecastError, SourceError
 from common.keys import Keys
 from common.logs import camera_logger
@@ -22,8 +22,10 @@ from common.stats import CameraAccount, RateMeter
 from common.threads import service_thread
 from producer import metrics
 from producer.encoding import prepare_frame
+from producer.inspection import InspectionGate
+from producer.motion import MotionResult
 from producer.sender import FrameSender
-from producer.sources import Source, open_source
+from producer.sources import Source, SourceJpeg, open_source
 
 # Re-opening a source, after a failed open or a connection that ended, waits base x 2^n seconds
 # (capped, jittered down by up to half), so a camera that drops every connection costs a bounded rate.
@@ -82,6 +84,8 @@ class CameraPublisher:
         self.sender = FrameSender(client, keys.frames(camera.id), settings.streams.frames_maxlen, self.account,
                                   self.log, capacity=settings.producer.send_queue, backlog=self.backlog,
                                   stop=stop)
+        self.gate = InspectionGate(camera.motion) if camera.motion_enabled else None
+        self._throttled = ThrottledLog(60.0)
         self.run_id = time.time_ns()
         self.seq = 0
         self._published_rate = RateMeter()
@@ -130,6 +134,8 @@ class CameraPublisher:
 
         A backlog camera's paced source (a file, the pattern) waits here while its workers are behind;
         every other frame that cannot go is dropped and counted instead."""
+        moved = self._motion(image) if self.gate is not None else None
+        moved_ns = time.time_ns()
         started = time.perf_counter()
         try:
             jpeg, width, height, passed = prepare_frame(image, self.camera.max_width, self.camera.jpeg_quality,
@@ -140,11 +146,38 @@ class CameraPublisher:
             return False
         if passed:
             self.account.count(metrics.PASSED_THROUGH)
-        frame = Frame(self.camera.id, self.run_id, self.seq, ts_ns, width, height, jpeg).stamped(encoded=time.time_ns())
+        frame = Frame(self.camera.id, self.run_id, self.seq, ts_ns, width, height, jpeg)
+        if self.gate is not None:
+            frame = self._judged(frame, moved, moved_ns)
+        frame = frame.stamped(encoded=time.time_ns())
         self.account.observe(metrics.ENCODE, (time.perf_counter() - started) * 1000.0)
         self.seq += 1
         # The sender writes the envelope when it hands the frame to Redis, so the `sent` mark is true.
         return self.sender.submit(frame, wait=self.backlog and not self.source.live)
+
+    def _motion(self, image) -> MotionResult | None:
+        """The frame's motion (reduced decode of the camera's own JPEG, or the decoded frame), its CPU
+        time counted; None when the picture cannot be read (the frame is then inspected in full)."""
+        started = time.thread_time_ns()
+        try:
+            if isinstance(image, SourceJpeg):
+                return self.gate.detector.from_jpeg(image.data)
+            return self.gate.detector.from_image(image)
+        except Exception as exc:  # noqa: BLE001 - OpenCV raises cv2.error and others on a bad picture
+            if self._throttled.due("motion"):
+                self.log.warning("motion not found on a frame (inspected in full; logged once a minute)",
+                                 extra={"error": str(exc)})
+            return None
+        finally:
+            self.account.observe(metrics.MOTION, (time.thread_time_ns() - started) / 1e6)
+
+    def _judged(self, frame: Frame, moved: MotionResult | None, moved_ns: int) -> Frame:
+        """`frame` with the gate's verdict and the `moved` mark."""
+        verdict = (Motion(INSPECT_FULL) if moved is None
+                   else self.gate.verdict(moved, frame.ts / 1e9, frame.width, frame.height))
+        self.account.count(metrics.VERDICT, inspect=verdict.inspect)
+        return Frame(frame.cam, frame.run, frame.seq, frame.ts, frame.width, frame.height, frame.jpeg,
+                     motion=verdict).stamped(moved=moved_ns)
 
     def _captured(self) -> None:
         self.account.count(metrics.CAPTURED)

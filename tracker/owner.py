@@ -90,8 +90,10 @@ def parse(fields: dict) -> tuple[Record, Frame | None]:
     frame = envelope.decode(fields.get(FRAME_FIELD) or b"")
     if frame.detections is None:
         raise EnvelopeError("untracked entry has no detections")
+    regions = tuple(tuple(box) for box in frame.meta.get("regions") or ()
+                    if isinstance(box, list) and len(box) == 4)
     record = Record(frame.run, frame.seq, frame.ts / 1e9, frame.width, frame.height,
-                    [d.to_list() for d in frame.detections], frame.jpeg)
+                    [d.to_list() for d in frame.detections], frame.jpeg, inspect=frame.inspect, regions=regions)
     return record, frame
 
 
@@ -287,9 +289,11 @@ class CameraOwner:
             return None
 
     def _draw(self, record: Record, tracked: list[list]) -> bytes:
+        if not tracked and not self.camera.overlay_enabled:
+            return record.jpeg  # nothing to draw: the camera's JPEG, neither decoded nor re-encoded
         image = jpeg.decode(record.jpeg)
         out = draw_detections(image, [Detection.from_list(d[:7]) for d in tracked], [d[7] for d in tracked])
-        if self.camera.overlay:
+        if self.camera.overlay_enabled:
             out = draw_overlay(out, self.cam, ts_ns=int(record.ts * 1e9), fps=self._fps())
         return jpeg.encode(out, self.camera.jpeg_quality)
 
@@ -308,8 +312,10 @@ class CameraOwner:
             frame = self._frames.pop((record.run, record.seq), None)
             if frame is None:
                 continue
-            done = frame.annotated(item.jpeg or frame.jpeg, frame.detections or [], tracker=self.out.name,
-                                   published_ns=time.time_ns())
+            # what the frame shows: its detections, and on a frame not (or partly) inspected the
+            # tracks held from earlier frames
+            shown = [Detection.from_list(det[:7]) for det in item.detections]
+            done = frame.annotated(item.jpeg or frame.jpeg, shown, tracker=self.out.name, published_ns=time.time_ns())
             frames.append((envelope.encode(done), tracked_record(done, item.detections)))
         # `released` moves with every frame published, even when `ids` cannot (an earlier entry still
         # waits in the reorderer): the next owner skips up to `released`, so it must never lag.

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common.config import CameraConfig
+from common.envelope import INSPECT_FULL, INSPECT_NONE, INSPECT_REGIONS
 from common.events_config import EventStorageConfig
 from tracker.clips import FrameBuffer, clip_window
 from tracker.lifecycle import EventLifecycle, EventMessage
@@ -37,6 +38,8 @@ class Record:
     detections: list[list]
     jpeg: bytes | None = None  # the frame: snapshots and clips are cut from it (after `render`)
     skipped: bool = False  # a marker for a frame the workers skipped: it holds the frame's place only
+    inspect: str = INSPECT_FULL  # what the workers did: full, regions (only `regions`) or none
+    regions: tuple[tuple[int, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ class CameraEvents:
         if record.skipped:
             return None  # its place is taken; the tracker sees the gap when the next frame comes
         try:
-            tracked = self.tracker.update(record.run, record.seq, record.detections)
+            tracked = self._track(record)
         except StaleFrameError:
             self.stale += 1
             return self._untracked(record)
@@ -184,6 +187,19 @@ class CameraEvents:
         self._emit(self.lifecycle.observe(record.ts, tracked, record.width, record.height, jpeg))
         self._cut_clips(record.ts)
         return Tracked(record, tracked, jpeg)
+
+    def _track(self, record: Record) -> list[list]:
+        """The record's tracked detections. A frame not inspected holds the tracks as they were; a
+        regions frame is told the tracks outside its regions are where they were (they were not
+        looked at, so they did not vanish)."""
+        if record.inspect == INSPECT_NONE:
+            return self.tracker.hold(record.run, record.seq)
+        detections = record.detections
+        if record.inspect == INSPECT_REGIONS:
+            unseen = [det[:7] for det in self.tracker.last
+                      if not any(_overlaps(det[2:6], region) for region in record.regions)]
+            detections = [*detections, *unseen]
+        return self.tracker.update(record.run, record.seq, detections)
 
     def _emit(self, messages: list[EventMessage]) -> None:
         for message in messages:
@@ -208,3 +224,7 @@ class CameraEvents:
             if frames:
                 self._out.outputs.append(ClipRequest(event_id, list(frames)))
         self._pending_clips = waiting
+
+
+def _overlaps(box, region) -> bool:
+    return box[0] < region[2] and region[0] < box[2] and box[1] < region[3] and region[1] < box[3]

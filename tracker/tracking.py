@@ -12,6 +12,9 @@ stage is cheap enough to run for a camera in one process while any worker detect
   old run mean nothing for the new one. Track ids keep counting up, so an id is never reused within
   a tracking process (`next_id` can be stored and passed back in on a hand-over).
 - Frames at or before the last one seen are refused with StaleFrameError (the caller counts them).
+- A frame the workers did not inspect (motion gating: nothing moved) is `hold`: the tracks stay as
+  last seen, with their boxes and ids, and the filters do not take a step, so still objects keep
+  their tracks however long the scene stays still.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class CameraTracker:
         self.resets = 0
         self._tracker: Tracker | None = None
         self._ids: dict[int, int] = {}  # norfair's id -> ours
+        self.last: list[list] = []  # the last inspected frame's detections that had a track id
 
     def _fresh(self) -> Tracker:
         # initialization_delay=1: two consecutive hits give a track its id, so a one-frame flicker never
@@ -56,7 +60,19 @@ class CameraTracker:
         """Forget every track (a new run, or a hand-over whose state was lost)."""
         self._tracker = self._fresh()
         self._ids.clear()
+        self.last = []
         self.resets += 1
+
+    def hold(self, run: int, seq: int) -> list[list]:
+        """A frame not inspected: the tracked detections of the last inspected frame, unchanged; the
+        filters take no step and no track counts a miss."""
+        if self.run is not None and (run, seq) <= (self.run, self.seq):
+            raise StaleFrameError(f"frame ({run}, {seq}) is not after ({self.run}, {self.seq})")
+        if self._tracker is None or run != self.run:
+            self.reset()
+        self.run, self.seq = run, seq
+        self.frames += 1
+        return [list(det) for det in self.last]
 
     def update(self, run: int, seq: int, detections: Sequence[Sequence]) -> list[list]:
         """The frame's detections with a track id (or None) appended, in the order given."""
@@ -92,4 +108,6 @@ class CameraTracker:
         live = {obj.id for obj in self._tracker.tracked_objects if obj.id is not None}
         for stale in set(self._ids) - live:
             del self._ids[stale]
-        return [[*det[:7], track_id] for det, track_id in zip(detections, track_ids, strict=True)]
+        tracked = [[*det[:7], track_id] for det, track_id in zip(detections, track_ids, strict=True)]
+        self.last = [det for det in tracked if det[7] is not None]
+        return tracked

@@ -71,6 +71,7 @@ def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
             "dropped": int(stats.get(StatsField.DROPPED, 0)), "lost": int(stats.get(StatsField.LOST, 0)),
             "skipped_stale": int(stats.get(StatsField.SKIPPED_STALE, 0)),
             "failed": int(stats.get(StatsField.FAILED, 0)), "source_reconnects": int(stats.get(StatsField.RECONNECTS, 0)),
+            "motion": _motion_figures(camera.motion_enabled, stats),
             "workers": [w["id"] for w in workers if camera.id in w.get("cameras", [])],
             "viewers": viewers.get(camera.id, 0),
             "stages": recent_stages(st.client, st.keys, camera.id),  # p50/p95 per stage, newest frames
@@ -81,6 +82,13 @@ def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
         summary.update(event_overlay(st, camera))  # zones, lines, live counts
         out.append(summary)
     return out, registry_errors
+
+
+def _motion_figures(enabled: bool, stats: dict) -> dict:
+    """Motion gating of one camera: whether it is on, frames by how the model saw them, model runs."""
+    fields = {"inspected_full": StatsField.INSPECTED_FULL, "inspected_regions": StatsField.INSPECTED_REGIONS,
+              "not_inspected": StatsField.NOT_INSPECTED, "inference_calls": StatsField.INFERENCE_CALLS}
+    return {"enabled": enabled, **{name: int(stats.get(field, 0)) for name, field in fields.items()}}
 
 
 @bp.route("/cameras")

@@ -5,6 +5,9 @@ JPEG as a multipart part once, and puts it into every viewer's one-slot Mailbox.
 mailbox just holds the newest part (the older one is counted as skipped), so it never delays the
 reader or the other viewers and never grows. The Broadcaster starts a camera stream's feed with its
 first viewer; the feed retires itself `linger` seconds after its last viewer left.
+
+A camera has three views, each its own feed: `annotated` (the workers' frames), `raw` (the
+producer's) and `motion` (the annotated frames with the motion boxes drawn: web.motion_view).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import redis
 from common.envelope import Frame
 from common.keys import Keys
 from common.threads import service_thread
-from web import mjpeg
+from web import mjpeg, motion_view
 from web.metrics import CameraCounts, counts_for
 from web.source import FrameSource, NoSignal
 from web.streams import stream_key
+
+VIEWS = ("annotated", "raw", "motion")
 
 
 def _published_ns(frame: Frame) -> int | None:
@@ -69,10 +74,14 @@ class Mailbox:
 class CameraFeed:
     """The viewers of one camera stream in this process, and the thread that feeds them from its source."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, cam: str, raw: bool, no_signal_after: float,
+    def __init__(self, client: redis.Redis, keys: Keys, cam: str, view: str, no_signal_after: float,
                  linger: float):
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}")
         self.cam = cam
-        self.raw = raw
+        self.view = view
+        raw = view == "raw"
+        self.render = motion_view.render if view == "motion" else None
         self.no_signal_after = no_signal_after
         self.linger = linger
         self.stop = threading.Event()
@@ -84,7 +93,7 @@ class CameraFeed:
         self._last_part: bytes | None = None
         self._no_signal: bytes | None = None  # the current gap's picture, rendered once
         self.retired = False
-        self.thread = service_thread(self._run, f"feed-{cam}{'-raw' if raw else ''}", cam=cam)
+        self.thread = service_thread(self._run, f"feed-{cam}-{view}", cam=cam)
 
     @property
     def out_of_order(self) -> int:
@@ -127,13 +136,22 @@ class CameraFeed:
         try:
             for item in frames:
                 if isinstance(item, Frame):
-                    self._show(mjpeg.part(item.jpeg, item.seq, item.ts), _published_ns(item))
+                    self._show(mjpeg.part(self._picture(item), item.seq, item.ts), _published_ns(item))
                 elif isinstance(item, NoSignal):
                     self._show_no_signal(item)
                 if self.stop.is_set() or self._retire_if_idle():
                     break
         finally:
             frames.close()
+
+    def _picture(self, frame: Frame) -> bytes:
+        """The JPEG the view shows; a motion view whose frame cannot be drawn on shows it as it is."""
+        if self.render is None:
+            return frame.jpeg
+        try:
+            return self.render(frame)
+        except Exception:  # noqa: BLE001 - one bad frame must not stop the feed
+            return frame.jpeg
 
     def _retire_if_idle(self) -> bool:
         """Retire when no viewer has been here for `linger` seconds. Under the lock `add` takes, so a
@@ -176,11 +194,11 @@ class Broadcaster:
         self.no_signal_after = no_signal_after
         self.linger = linger
         self._lock = threading.Lock()
-        self._feeds: dict[tuple[str, bool], CameraFeed] = {}
+        self._feeds: dict[tuple[str, str], CameraFeed] = {}
         self._closed = False
         self.readers_started = 0
 
-    def subscribe(self, cam: str, raw: bool = False) -> Mailbox:
+    def subscribe(self, cam: str, view: str = "annotated") -> Mailbox:
         """A new viewer's mailbox; starts the camera stream's feed when none is running."""
         counts = counts_for(cam)
         mailbox = Mailbox(cam, counts)
@@ -189,19 +207,19 @@ class Broadcaster:
             if self._closed:  # shutting down: the viewer's response ends at once
                 mailbox.close()
                 return mailbox
-            feed = self._feeds.get((cam, raw))
+            feed = self._feeds.get((cam, view))
             if feed is None or not feed.add(mailbox):
-                feed = CameraFeed(self.client, self.keys, cam, raw, self.no_signal_after, self.linger)
-                self._feeds[(cam, raw)] = feed
+                feed = CameraFeed(self.client, self.keys, cam, view, self.no_signal_after, self.linger)
+                self._feeds[(cam, view)] = feed
                 self.readers_started += 1
                 feed.thread.start()
                 feed.add(mailbox)
         return mailbox
 
-    def unsubscribe(self, mailbox: Mailbox, raw: bool = False) -> None:
+    def unsubscribe(self, mailbox: Mailbox, view: str = "annotated") -> None:
         mailbox.close()
         with self._lock:
-            feed = self._feeds.get((mailbox.cam, raw))
+            feed = self._feeds.get((mailbox.cam, view))
         if feed is not None:
             feed.remove(mailbox)
         mailbox.counts.viewer_left()
@@ -217,15 +235,15 @@ class Broadcaster:
         for feed in feeds:
             feed.thread.join(timeout=5)
 
-    def feeds(self) -> dict[tuple[str, bool], CameraFeed]:
+    def feeds(self) -> dict[tuple[str, str], CameraFeed]:
         """The running feeds (retired ones are forgotten here)."""
         with self._lock:
             self._feeds = {k: f for k, f in self._feeds.items() if not f.retired}
             return dict(self._feeds)
 
     def viewer_counts(self) -> dict[str, int]:
-        """Viewers per camera in this process (annotated and raw feeds together)."""
+        """Viewers per camera in this process (every view together)."""
         out: dict[str, int] = {}
-        for (cam, _raw), feed in self.feeds().items():
+        for (cam, _view), feed in self.feeds().items():
             out[cam] = out.get(cam, 0) + feed.viewers()
         return out

@@ -23,10 +23,11 @@ STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache, no-stor
 
 @bp.route("/video_feed/<cam>")
 def video_feed(cam: str) -> Response:
-    """multipart/x-mixed-replace MJPEG of a camera's annotated frames (`?raw=1`: the producer's)."""
+    """multipart/x-mixed-replace MJPEG of a camera's annotated frames (`?raw=1`: the producer's;
+    `?motion=1`: the annotated frames with the motion boxes and inspected regions drawn)."""
     st = state()
     st.settings.camera(cam)
-    raw = flag("raw")
+    view = "raw" if flag("raw") else "motion" if flag("motion") else "annotated"
     release = st.stream_limit.acquire(request.remote_addr or "")
     if release is None:
         limit = st.stream_limit.per_client
@@ -43,7 +44,7 @@ def video_feed(cam: str) -> Response:
 
         It subscribes when the server starts sending, not before: a client gone before then never
         starts the generator, and an unstarted generator's `finally` would never unsubscribe it."""
-        mailbox = st.broadcaster.subscribe(cam, raw=raw)
+        mailbox = st.broadcaster.subscribe(cam, view)
         try:
             yield mjpeg.OPENING
             while not mailbox.closed:
@@ -51,7 +52,7 @@ def video_feed(cam: str) -> Response:
                 if part is not None:
                     yield part
         finally:
-            st.broadcaster.unsubscribe(mailbox, raw=raw)
+            st.broadcaster.unsubscribe(mailbox, view)
 
     # The server closes the response however it ends, started or not: that releases the stream's slot.
     body = ClosingIterator(generate(), [release])

@@ -25,6 +25,23 @@ def test_round_trip_raw_and_annotated():
     assert back.order == (123, 7)
 
 
+def test_motion_verdict_round_trips_as_version_2():
+    frame = make_frame(motion=envelope.Motion("regions", ((1, 2, 30, 40), (0, 0, 64, 48))))
+    data = envelope.encode(frame)
+    assert msgpack.unpackb(data, raw=False)["v"] == 2
+    back = envelope.decode(data)
+    assert back == frame and back.inspect == "regions"
+    annotated = back.annotated(JPEG, []).stamped(decoded=frame.ts + 1000)
+    assert annotated.motion == frame.motion
+    assert envelope.detections_record(annotated).find(b'"inspect":"regions"') > 0
+
+
+def test_frame_without_motion_is_version_1_and_inspected_in_full():
+    data = envelope.encode(make_frame())
+    assert msgpack.unpackb(data, raw=False)["v"] == 1 and "mo" not in msgpack.unpackb(data, raw=False)
+    assert envelope.decode(data).inspect == "full"
+
+
 def test_garbage_is_rejected():
     for junk in (b"", b"\x00\x01garbage", b"\xc1", "text", None, msgpack.packb([1, 2, 3])):
         with pytest.raises(EnvelopeError):
@@ -55,7 +72,12 @@ def _payload(**changes):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"v": 2}, "unsupported envelope version 2"),
+        ({"v": 3}, "unsupported envelope version 3"),
+        ({"v": 2, "mo": ["some", []]}, "inspect one of"),
+        ({"v": 2, "mo": ["regions", [[1, 2, 3]]]}, "x1, y1, x2, y2"),
+        ({"v": 2, "mo": ["regions", [[10, 2, 5, 9]]]}, "inside the frame"),
+        ({"v": 2, "mo": ["regions", [[0, 0, 65, 9]]]}, "inside the frame"),
+        ({"v": 2, "mo": ["regions", [[0, 0, 1, 1]] * 65]}, "at most 64"),
         ({"cam": "bad id"}, "cam"),
         ({"seq": -1}, "seq"),
         ({"w": 0}, "'w'"),

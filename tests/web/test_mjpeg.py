@@ -30,9 +30,9 @@ def test_fifty_viewers_share_one_redis_reader(live_server, redis_client):
         for response in responses:
             assert len(read_parts(response, 3)) == 3
         feeds = server.state.broadcaster.feeds()
-        assert list(feeds) == [("cam1", False)]
+        assert list(feeds) == [("cam1", "annotated")]
         assert server.state.broadcaster.readers_started == 1
-        assert feeds[("cam1", False)].viewers() == 50
+        assert feeds[("cam1", "annotated")].viewers() == 50
         before = redis_client.info("commandstats").get("cmdstat_xread", {}).get("calls", 0)
         time.sleep(2.0)
         after = redis_client.info("commandstats").get("cmdstat_xread", {}).get("calls", 0)
@@ -52,7 +52,7 @@ def test_a_stalled_viewer_does_not_stop_the_others(live_server, redis_client):
         healthy = server.get("/video_feed/cam1")
         parts = read_parts(healthy, 30, timeout=30)
         assert len(parts) == 30
-        feed = server.state.broadcaster.feeds()[("cam1", False)]
+        feed = server.state.broadcaster.feeds()[("cam1", "annotated")]
         assert feed.viewers() == 2
         stalled.close()
 
@@ -67,7 +67,7 @@ def test_older_frames_are_never_sent_after_newer_ones(live_server, redis_client)
         time.sleep(0.15)
     seqs = [int(h["x-frame-seq"]) for h, _ in read_parts(response, 3, timeout=10)]
     assert seqs == [2, 5, 6]
-    assert server.state.broadcaster.feeds()[("cam1", False)].out_of_order == 2
+    assert server.state.broadcaster.feeds()[("cam1", "annotated")].out_of_order == 2
 
 
 def test_no_signal_frame_then_video_resumes(live_server, redis_client):
@@ -92,7 +92,7 @@ def test_raw_feed_streams_the_producers_frames(live_server, redis_client):
     with Publisher(redis_client, "cam2", fps=20, raw=True):
         parts = read_parts(server.get("/video_feed/cam2?raw=1"), 3)
     assert len(parts) == 3
-    assert ("cam2", True) in server.state.broadcaster.feeds()
+    assert ("cam2", "raw") in server.state.broadcaster.feeds()
 
 
 def test_reader_stops_after_the_last_viewer_leaves(live_server, redis_client):
@@ -117,7 +117,7 @@ def test_a_viewer_that_stops_reading_is_dropped(live_server, redis_client):
         deadline = time.monotonic() + 10
         while not server.state.broadcaster.feeds() and time.monotonic() < deadline:
             time.sleep(0.05)
-        feed = server.state.broadcaster.feeds()[("cam1", False)]
+        feed = server.state.broadcaster.feeds()[("cam1", "annotated")]
         assert feed.viewers() == 1
         deadline = time.monotonic() + 30  # buffers fill, a write stalls for write_timeout, then it is dropped
         while feed.viewers() and time.monotonic() < deadline:

@@ -10,7 +10,11 @@
   const tiles = Array.from(document.querySelectorAll(".tile"));
   const live = {};                  // camera id -> status from /api/cameras
 
-  function feedUrl(cam) { return withToken("/video_feed/" + encodeURIComponent(cam) + "?t=" + Date.now()); }
+  const motionView = new Set();     // cameras shown with their motion boxes (the "motion" toggle)
+  function feedUrl(cam) {
+    const view = motionView.has(cam) ? "&motion=1" : "";
+    return withToken("/video_feed/" + encodeURIComponent(cam) + "?t=" + Date.now() + view);
+  }
   function snapshotUrl(cam) { return withToken("/snapshot/" + encodeURIComponent(cam) + ".jpg?t=" + Date.now()); }
 
   function startFeed(img, cam) {
@@ -82,7 +86,7 @@
   const STAGES = [
     // The producer's send queue fills while the link to Redis is slow (network); transit grows while
     // the workers are busy (the frames queue in the stream) or the link is slow.
-    ["encode", "producer"], ["queue", "network"], ["transit", "queue"], ["decode", "worker"],
+    ["motion", "producer"], ["encode", "producer"], ["queue", "network"], ["transit", "queue"], ["decode", "worker"],
     ["detect", "model"], ["annotate", "worker"], ["reencode", "worker"], ["publish", "worker"], ["send", "browser"]];
   const GROUPS = ["producer", "network", "queue", "model", "worker", "browser"];
   function renderStages(tile, cam) {
@@ -119,6 +123,15 @@
 
   function fmt(value, digits, unit) { return value === null || value === undefined ? "–" : Number(value).toFixed(digits) + unit; }
 
+  // Motion gating: the share of frames the model saw, and model runs per frame.
+  function motionText(m) {
+    if (!m || !m.enabled) return "";
+    const frames = m.inspected_full + m.inspected_regions + m.not_inspected;
+    if (!frames) return " · motion on";
+    return " · inspected " + (100 * (m.inspected_full + m.inspected_regions) / frames).toFixed(0) + "% (regions " +
+      m.inspected_regions + ", none " + m.not_inspected + ") · model runs " + m.inference_calls;
+  }
+
   async function refreshStats() {
     try {
       const response = await fetch(withToken("/api/cameras"), { headers, cache: "no-store" });
@@ -138,7 +151,7 @@
           "in " + fmt(cam.fps_in, 1, " fps") + " · out " + fmt(cam.fps_out, 1, " fps") +
           " · latency " + fmt(cam.latency_ms, 0, " ms") + " · inference " + fmt(cam.infer_ms, 0, " ms") +
           " · dropped " + cam.dropped + " · lost " + cam.lost + " · stale skipped " + cam.skipped_stale +
-          " · failed " + cam.failed + " · workers " + cam.workers.length +
+          " · failed " + cam.failed + " · workers " + cam.workers.length + motionText(cam.motion) +
           (cam.error ? " · error: " + cam.error : "");
         renderStages(tile, cam);
       });
@@ -178,6 +191,14 @@
     if (index < MJPEG_TILES) { img.dataset.mode = "mjpeg"; startFeed(img, cam); }
     else { img.dataset.mode = "snapshot"; startSnapshots(img, cam); }
     tile.addEventListener("click", () => openZoom(tile));
+    const toggle = tile.querySelector(".motion-toggle");
+    if (toggle) toggle.addEventListener("click", (e) => {
+      e.stopPropagation();              // not a click on the tile: no enlarged view
+      const on = !motionView.has(cam);
+      if (on) motionView.add(cam); else motionView.delete(cam);
+      toggle.setAttribute("aria-pressed", String(on));
+      if (img.dataset.mode === "mjpeg") startFeed(img, cam);
+    });
   });
   refreshStats();
   setInterval(refreshStats, 2000);

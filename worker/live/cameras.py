@@ -47,8 +47,8 @@ class ServedCamera:
         self.skipped = 0
         self._processed_rate = RateMeter()
         self._skip_mark = (time.monotonic(), 0)
-        self.fault: str | None = None  # while out of service: the refused key and Redis's reply
-        self.fault_key: str | None = None  # the key Redis refuses
+        self.refusal: str | None = None  # while out of service: the refused key and Redis's reply
+        self.refused_key: str | None = None  # the key Redis refuses
         self.retry_at = 0.0  # when a camera out of service is read again
         self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
         self._refusals = 0  # since it was last in service: picks the next retry delay
@@ -70,7 +70,7 @@ class ServedCamera:
     @property
     def out_of_service(self) -> bool:
         """Whether Redis refuses one of its keys (until a read or write of them goes through again)."""
-        return self.fault is not None
+        return self.refusal is not None
 
     def readable(self, now: float) -> bool:
         """False while the camera is out of service (a key Redis refuses), until its retry is due, or
@@ -81,8 +81,8 @@ class ServedCamera:
         """Take the camera out of service (out of the reads until its next retry, OUT_OF_SERVICE_RETRY_S)
         because Redis refuses `key` with `reason`. A refusal that is news (not what it was already out
         for) is logged and counted, once."""
-        news = reason != self.fault
-        self.fault, self.fault_key = reason, key
+        news = reason != self.refusal
+        self.refusal, self.refused_key = reason, key
         delays = OUT_OF_SERVICE_RETRY_S
         self.retry_at = time.monotonic() + delays[min(self._refusals, len(delays) - 1)]
         self._refusals += 1
@@ -96,7 +96,7 @@ class ServedCamera:
         """Back in service (logged once) if it was out."""
         if not self.out_of_service:
             return
-        self.fault, self.fault_key, self._refusals = None, None, 0
+        self.refusal, self.refused_key, self._refusals = None, None, 0
         self.account.set(metrics.OUT_OF_SERVICE, 0)
         self.log.info("camera back in service: Redis accepts its keys again")
 

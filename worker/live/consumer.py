@@ -150,7 +150,7 @@ class Worker:
             self._refused(self.by_stream[stream], stream, exc)
         for stream in done.streams:
             served = self.by_stream[stream]
-            if stream not in done.refused and served.fault_key == stream:
+            if stream not in done.refused and served.refused_key == stream:
                 served.return_to_service()
         return [(self.by_stream[stream], entries) for stream, entries in done.found]
 
@@ -187,8 +187,8 @@ class Worker:
     def _collect_publishing(self) -> None:
         """Take in what the publishing thread found: cameras out of service, unreachable or back in
         service, then a failed write (raised here, so the loop backs off as for its own failures)."""
-        while self.publisher.faults:
-            served, key, exc = self.publisher.faults.popleft()
+        while self.publisher.refusals:
+            served, key, exc = self.publisher.refusals.popleft()
             if exc is None:
                 served.return_to_service()
             else:
@@ -198,7 +198,7 @@ class Worker:
             raise error
 
     def _camera_chore(self, served: ServedCamera, chore, *args):
-        """Run one camera's chore; a refusal on its frames stream benches the camera, and on a
+        """Run one camera's chore; a refusal on its frames stream takes the camera out of service, and on a
         cluster its node not answering pauses it (both return None)."""
         try:
             return chore(self.client, served.frames_key, *args)
@@ -271,7 +271,7 @@ class Worker:
             "fps": {cam: round(s.processed_fps(), 2) for cam, s in self.cams.items()},
             "processed": self.processed,
             "last_frame_ts": max((s.last_frame_ts for s in self.cams.values()), default=0.0),
-            "errors": {cam: s.fault for cam, s in self.cams.items() if s.out_of_service},  # cameras out of service
+            "errors": {cam: s.refusal for cam, s in self.cams.items() if s.out_of_service},  # cameras out of service
             "dead_threads": threads.dead(),  # a service thread died: the process is exiting (70)
         }, self.cfg.heartbeat_ttl)
 
@@ -353,12 +353,23 @@ class Worker:
             served.log.exception("frame processing failed", extra={"entry": eid})
             return self._dead_letter(served, eid, data, f"{type(exc).__name__}: {exc}", "processing")
         served.account.observe(metrics.INFERENCE, result.meta.get("infer_ms", 0.0))
+        self._count_inspection(served, result)
         served.account.observe(metrics.END_TO_END, (published_ns - frame.ts) / 1e6)
         for stage, ms in result.stage_ms().items():
             served.account.observe(metrics.STAGE, ms, stage=stage)
         self._ack(served, [eid], metrics.PROCESSED, served.outlet.writes(result, payload),
                   done=lambda: served.record_processed(frame.run, frame.seq, frame.ts, published_ns))
         return None
+
+    @staticmethod
+    def _count_inspection(served: ServedCamera, result: envelope.Frame) -> None:
+        """How the frame was inspected, and how many times the model ran on it."""
+        inspected = result.inspect
+        served.account.count(metrics.INSPECTED[inspected], inspect=inspected)
+        regions = len(result.meta.get("regions") or ())
+        if regions:
+            served.account.observe(metrics.REGIONS, regions)
+        served.account.count(metrics.INFERENCE_CALLS, regions or (0 if inspected == envelope.INSPECT_NONE else 1))
 
     def _ack(self, served: ServedCamera, entry_ids: list[str], figure: Figure, writes=(), done=None,
              **labels: str) -> None:

@@ -60,3 +60,18 @@ PENDING = Figure(GROUP_PENDING)
 RECREATED = Figure(GROUPS_RECREATED)
 REFUSED_KEYS = Figure(CAMERA_REFUSED_KEYS)
 OUT_OF_SERVICE = Figure(CAMERA_OUT_OF_SERVICE)
+
+# Motion gating: how each frame was inspected, per the producer's verdict and the worker's region plan.
+FRAMES_INSPECTED = Counter("framecast_worker_frames_inspected_total",
+                           "Frames by what the model saw: full (the whole frame), regions (squares around "
+                           "motion), none (nothing moved: no decode, no inference)", ["camera", "inspect"])
+INFERENCE_RUNS = Counter("framecast_worker_inference_calls_total",
+                         "Model runs (a regions frame runs it once per region)", ["camera"])
+REGIONS_PER_FRAME = Histogram("framecast_worker_regions_per_frame", "Regions the model ran on, per regions frame",
+                              ["camera"], buckets=(1, 2, 3, 4, 6, 8))
+
+INSPECTED = {"full": Figure(FRAMES_INSPECTED, StatsField.INSPECTED_FULL),
+             "regions": Figure(FRAMES_INSPECTED, StatsField.INSPECTED_REGIONS),
+             "none": Figure(FRAMES_INSPECTED, StatsField.NOT_INSPECTED)}
+INFERENCE_CALLS = Figure(INFERENCE_RUNS, StatsField.INFERENCE_CALLS)
+REGIONS = Figure(REGIONS_PER_FRAME)

@@ -24,7 +24,7 @@ reclaimed from itself finds it acknowledged. Publications that lost the fence ar
 
 The script checks the type of every key before writing anything (a key of the wrong type fails the
 camera's round with `WRONGTYPE <key>`, nothing half-written); such a failure is reported per camera
-(`faults`) for the loop to take the camera out of service. On a cluster, a camera whose master does
+(`refusals`) for the loop to take the camera out of service. On a cluster, a camera whose master does
 not answer is reported the same way (the loop pauses it) rather than as an outage, so the cameras of
 the other masters keep flowing. The pending gauges of a camera ride in the same pipeline.
 """
@@ -63,7 +63,7 @@ class Publication:
 class Publisher:
     """One worker's publishing thread and its bounded queue, publishing as group consumer `consumer`
     (only entries it still owns). `put` is called by the worker loop;
-    the loop collects `take_error()` (an outage or a refused transaction) and `faults` from it."""
+    the loop collects `take_error()` (an outage or a refused transaction) and `refusals` from it."""
 
     def __init__(self, client, consumer: str, name: str = "framecast-publisher"):
         self.client = client
@@ -75,7 +75,7 @@ class Publisher:
         self._closing = False
         # (camera, key, error) when a key refused a write or its node did not answer; (camera, None,
         # None) when the write of a camera out of service went through again
-        self.faults: collections.deque[tuple[ServedCamera, str | None, Exception | None]] = collections.deque()
+        self.refusals: collections.deque[tuple[ServedCamera, str | None, Exception | None]] = collections.deque()
         self._thread = start_thread(self._run, name)
 
     def put(self, publication: Publication) -> None:
@@ -139,7 +139,7 @@ class Publisher:
             raise (refused or [failures[0][1]])[0]
         for unit, exc in failures:  # a cluster node that does not answer: its cameras pause
             served = unit[0][0].served
-            self.faults.append((served, served.frames_key, exc))
+            self.refusals.append((served, served.frames_key, exc))
 
     def _transact(self, unit: list[list[Publication]]) -> None:
         """One pipeline with every camera of `unit`: per camera one fenced script (its writes in order,
@@ -176,10 +176,10 @@ class Publisher:
             served.account.settle(outage is None and not failed)
             if isinstance(result, Exception):
                 if not isinstance(result, CONNECTION_ERRORS):
-                    self.faults.append((served, _refused_key(result, keys), result))
+                    self.refusals.append((served, _refused_key(result, keys), result))
                 continue
             if failed:
-                self.faults.append((served, served.account.stats.key, failed[0]))
+                self.refusals.append((served, served.account.stats.key, failed[0]))
             self._settled(served, pubs, result)
         if outage is not None:
             raise outage
@@ -199,7 +199,7 @@ class Publisher:
             elif publication.done is not None:
                 publication.done()
         if served.out_of_service:
-            self.faults.append((served, None, None))
+            self.refusals.append((served, None, None))
 
 
 def _commands_after(results: list, at: int, calls: list) -> int:

@@ -47,6 +47,7 @@ def test_camera_filters_apply(detector, camera):
 
 def test_overlay_follows_the_camera_setting(detector, camera):
     image = np.full((240, 320, 3), 230, np.uint8)
-    with_overlay = FrameProcessor(camera, detector).annotate(image, [], fps=5.0, ts_ns=0)
+    with_overlay = FrameProcessor(camera.model_copy(update={"overlay": True}), detector).annotate(image, [], fps=5.0,
+                                                                                            ts_ns=0)
     plain = FrameProcessor(camera.model_copy(update={"overlay": False}), detector).annotate(image, [])
     assert np.any(with_overlay[:20, :100] != 230) and np.array_equal(plain, image)
