@@ -10,10 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cluster, fanout, latency, offline, workers
+from bench import cluster, fanout, latency, motion, motion_pipeline, offline, workers
 from bench.harness import REPO, machine
 
-SUITES = ("workers", "latency", "fanout", "offline", "cluster")
+SUITES = ("workers", "latency", "fanout", "offline", "cluster", "motion", "motion_pipeline")
 
 
 def _fmt(value) -> str:
@@ -75,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
                 results = fanout.run(work / "fanout", counts, 5 if args.quick else 10)
             elif suite == "offline":
                 results = offline.run(work / "offline", repeats, 60 if args.quick else 795)
-            else:
+            elif suite == "cluster":
                 results = cluster.run(work / "cluster", repeats, 60 if args.quick else 400)
+            elif suite == "motion":
+                results = motion.run(work / "motion", repeats, quick=args.quick)
+            else:
+                results = motion_pipeline.run(work / "motion_pipeline", quick=args.quick)
             for result in results:
                 print_result(result)
                 info["results"].append(result)

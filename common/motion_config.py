@@ -47,7 +47,7 @@ class MotionConfig(ConfigModel):
                                        "inspected at least this often, moving or not, so still objects stay known")
     hold: float = Field(2.0, ge=0, le=600, description="seconds after motion ends during which every frame is "
                         "still inspected in full (an object that stops is seen where it stopped)")
-    max_regions: int = Field(2, ge=0, le=8, description="most regions the model runs on in one frame; more "
+    max_regions: int = Field(1, ge=0, le=8, description="most regions the model runs on in one frame; more "
                              "motion than that is inspected as one full frame (0: always full frames)")
     lighting: float = Field(0.35, gt=0, le=1, description="fraction of the frame changing at once that is "
                             "taken as a lighting change: the background is relearnt and the frame inspected in full")

@@ -1,16 +1,24 @@
 """The motion benchmark's clips (bench/motion_clips.py), built short: the sizes and frame counts they
 announce, an idle clip that changes only by noise and drift, passes where the ground truth says and
-nowhere else, a small person where the truth says, and a second build that reuses the first."""
+nowhere else, a small person where the truth says, and a second build that reuses the first. Then the
+motion benchmark (bench/motion.py): its event, match and recall measures on made-up detections, and a
+quick run of it (slow) that prints its four targets and writes its JSON."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from bench import motion as bench_motion
 from bench import motion_clips
 from bench.motion_clips import ClipParams
 from common import jpeg
+from common.envelope import Detection
+from tests.conftest import REPO
 
 SHORT = ClipParams(idle_s=4.0, passing_s=20.0, passes=2, pass_s=4.0, small_s=3.0)
 
@@ -123,3 +131,52 @@ def _frame(path, index: int) -> np.ndarray:
         if i == index:
             return image
     raise IndexError(index)
+
+
+# -- the motion benchmark's comparisons (bench/motion.py) -----------------------------------------
+
+def person(x1, y1, x2, y2, label="person"):
+    return Detection(label, 0.9, (x1, y1, x2, y2))
+
+
+def test_events_group_a_label_s_frames_and_drop_glimpses():
+    seen = [[person(0, 0, 10, 10)]] * 5 + [[]] * 30 + [[person(0, 0, 10, 10)]] * 2 + [[]] * 30 \
+        + [[person(0, 0, 10, 10)], [], [person(0, 0, 10, 10), person(5, 5, 9, 9, "car")], [person(0, 0, 10, 10)]]
+    # 2 s at 10 fps bridges a gap of 20 frames, not 30; two frames are a glimpse, not an event
+    assert bench_motion.events(seen, 10.0) == [("person", 0, 4), ("person", 67, 70)]
+    assert bench_motion.events_found([("person", 0, 4), ("car", 3, 9)], [("person", 4, 8), ("car", 10, 12)]) \
+        == [True, False]
+
+
+def test_matched_fraction_pairs_same_label_boxes_one_to_one_on_the_same_frame():
+    reference = [[person(0, 0, 100, 100), person(0, 0, 100, 100, "car")], [person(200, 200, 300, 300)]]
+    other = [[person(5, 5, 100, 100)], [person(0, 0, 100, 100), person(200, 200, 240, 300)]]
+    share, total = bench_motion.matched_fraction(reference, other)
+    assert total == 3 and share == pytest.approx(1 / 3)  # the person of frame 0 only: no car, IoU 0.4 on frame 1
+    assert bench_motion.matched_fraction(reference, [*other[:1], [person(200, 200, 260, 300)]])[0] \
+        == pytest.approx(2 / 3)  # IoU 0.6
+    assert bench_motion.matched_fraction([[person(0, 0, 10, 10)] * 2], [[person(0, 0, 10, 10)]])[0] == 0.5
+
+
+def test_recall_counts_truth_boxes_with_a_person_over_them():
+    truth = {"objects": [{"boxes": {"0": [10, 10, 20, 40], "1": [12, 10, 22, 40], "2": [14, 10, 24, 40]}}]}
+    found = [[person(9, 8, 21, 42)], [person(100, 10, 110, 40)], [person(14, 10, 24, 40, "car")]]
+    assert bench_motion.recall(found, truth) == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow
+def test_quick_motion_bench_prints_its_four_targets_and_writes_json(tmp_path):
+    command = [sys.executable, "-m", "bench.motion", "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "machine:" in done.stdout
+    for number in (2, 3, 4, 6):
+        assert f"== motion {number}:" in done.stdout
+    assert done.stdout.count("target:") == 4
+    [written] = list(tmp_path.glob("bench-motion-*.json"))
+    info = json.loads(written.read_text())
+    assert info["machine"]["cores"] >= 1
+    passing, busy, small, cost = info["results"]
+    assert passing["figures"]["frames_none"] > 0 and passing["figures"]["passes_always_found"] == 2
+    assert busy["figures"]["detections_always"] > 0 and small["figures"]["frames_regions"] > 0
+    assert all(isinstance(r["met"], bool) for r in info["results"]) and cost["figures"]["motion_cpu_ms"] > 0
