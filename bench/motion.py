@@ -25,8 +25,8 @@ design published for a frame, detections carried over to uninspected frames incl
 - target 4 (`small`): person recall against the ground truth (a person box of IoU >= 0.3 with the
   truth, whose box is ~13x32 pixels) with regions >= always-detect's;
 - target 6: motion CPU per 768x576 frame <= 1 ms, on the reduced-decode path of an MJPEG camera:
-  motion and verdict alone over each clip, as the producer's camera thread runs them, with OpenCV's
-  default thread pool (the producer's today) and with a pool of one, beside the decode paths.
+  motion and verdict alone over each clip, as the producer's camera thread runs them with one OpenCV
+  thread (producer/main.py), and with OpenCV's default pool beside it, and the decode paths.
 
     python -m bench.motion [--quick] [--repeats N]     (or python -m bench --only motion)
 """
@@ -254,6 +254,7 @@ def _figures(cmp: dict) -> dict:
         **{f"always_{s.replace(' ', '_')}_ms": always.stage_ms(s) for s in STAGES if s != "motion"},
         **{f"motion_{s.replace(' ', '_')}_ms": motion.stage_ms(s) for s in STAGES},
         "frames_full": inspected["full"], "frames_regions": inspected["regions"], "frames_none": inspected["none"],
+        "inspected_share": (inspected["full"] + inspected["regions"]) / max(1, cmp["frames"]),
         **{f"motion_{kind}_frame_ms": motion.kind_ms(kind) for kind in ("full", "regions", "none")},
         "frames_passed_through": motion.passed_through,  # the rest of the `none` frames were drawn on
         "inference_calls_always": always.inference_calls, "inference_calls_motion": motion.inference_calls,
@@ -354,9 +355,10 @@ def producer_motion_ms(frames: list[Frame], camera: CameraConfig, cv_threads: in
 
 
 def _motion_cost(clips: dict[str, list[Frame]], comparisons: list[dict], repeats: int) -> dict:
-    """Target 6: the producer's motion and verdict on each clip alone (OpenCV's default thread pool,
-    as the producer runs today, and a pool of one), beside what the same stage cost inside the
-    in-process pipeline runs, and the decode paths for comparison."""
+    """Target 6: the producer's motion and verdict on each clip alone, with a pool of one OpenCV thread
+    (what producer/main.py sets) and with OpenCV's default pool (whose idle threads cost as much again
+    on 2 cores), beside what the same stage cost inside the in-process pipeline runs (which share the
+    worker's default pool), and the decode paths for comparison."""
     import cv2
 
     from producer.motion import MotionDetector, reduction
@@ -367,14 +369,14 @@ def _motion_cost(clips: dict[str, list[Frame]], comparisons: list[dict], repeats
     interleaved(repeats, {
         f"{name}_{kind}": (lambda frames=frames, threads=threads, key=f"{name}_{kind}":
                            measured.setdefault(key, []).append(producer_motion_ms(frames, camera, threads)) or 0.0)
-        for name, frames in clips.items() for kind, threads in (("default", None), ("one_cv", 1))})
+        for name, frames in clips.items() for kind, threads in (("one_cv", 1), ("default", None))})
     per_clip = {}
     for name in clips:
-        per_clip[f"{name}_process"] = statistics.median(p for p, _ in measured[f"{name}_default"])
-        per_clip[f"{name}_thread"] = statistics.median(t for _, t in measured[f"{name}_default"])
         per_clip[f"{name}_one_cv_thread"] = statistics.median(p for p, _ in measured[f"{name}_one_cv"])
+        per_clip[f"{name}_default_pool"] = statistics.median(p for p, _ in measured[f"{name}_default"])
+        per_clip[f"{name}_default_pool_thread"] = statistics.median(t for _, t in measured[f"{name}_default"])
     mean = {kind: statistics.fmean(per_clip[f"{name}_{kind}"] for name in clips)
-            for kind in ("process", "thread", "one_cv_thread")}
+            for kind in ("one_cv_thread", "default_pool", "default_pool_thread")}
     in_pipeline = [ms for cmp in comparisons for r in cmp["runs"]["motion"] for ms in r.cpu_ms["motion"]]
     factor, size = reduction(768, 576, MotionDetector().width)
     sample = [f.jpeg for f in clips["busy"][:100]]
@@ -392,15 +394,15 @@ def _motion_cost(clips: dict[str, list[Frame]], comparisons: list[dict], repeats
     return {
         "name": "motion 6: the producer's motion detection per 768x576 frame (MJPEG camera)",
         "unit": "CPU ms per frame",
-        "figures": {"motion_cpu_ms": mean["process"], "motion_thread_cpu_ms": mean["thread"],
-                    "motion_cpu_ms_one_cv_thread": mean["one_cv_thread"], "opencv_threads": pool,
+        "figures": {"motion_cpu_ms": mean["one_cv_thread"], "default_pool_cpu_ms": mean["default_pool"],
+                    "default_pool_thread_cpu_ms": mean["default_pool_thread"], "opencv_default_threads": pool,
                     **{f"{key}_ms": value for key, value in per_clip.items()},
                     "in_pipeline_p50_ms": percentile(in_pipeline, 50), "in_pipeline_p95_ms": percentile(in_pipeline, 95),
                     "decode_path": f"libjpeg DCT-scaled grey decode at 1/{factor} ({size[0]}x{size[1]})",
                     "reduced_decode_cpu_ms": reduced_decode, "full_decode_cpu_ms": full_decode,
                     "decoded_camera_from_image_cpu_ms": from_image},
-        "target": f"motion_cpu_ms <= {T6_MS} (process CPU, OpenCV's default pool, gate included)",
-        "met": mean["process"] <= T6_MS}
+        "target": f"motion_cpu_ms <= {T6_MS} (process CPU, one OpenCV thread as the producer runs, gate included)",
+        "met": mean["one_cv_thread"] <= T6_MS}
 
 
 def main(argv: list[str] | None = None) -> int:
