@@ -12,7 +12,7 @@ import time
 from prometheus_client import REGISTRY
 
 from common import envelope
-from common.envelope import Frame
+from common.envelope import Detection, Frame
 from common.keys import FRAME_FIELD
 from tests.tracker.test_owner import CAM, RUN, detect, owner, published
 
@@ -27,7 +27,9 @@ def test_a_frame_that_cannot_be_drawn_on_is_published_as_it_came_and_tracking_go
     # Frames up to seq 0 were published by an earlier owner: seq 1 is next in line (no reorder wait).
     redis_client.set(keys.tracker_checkpoint(CAM), json.dumps({"id": "0-0", "released": [RUN, 0]}))
     detect(redis_client, keys, 1)
-    corrupt = Frame(CAM, RUN, 2, RUN + 2 * 100_000_000, 64, 48, b"\xff\xd8 not a jpeg", detections=[])
+    # with a box to draw (a frame with nothing to draw is passed through undecoded)
+    corrupt = Frame(CAM, RUN, 2, RUN + 2 * 100_000_000, 64, 48, b"\xff\xd8 not a jpeg",
+                    detections=[Detection("person", 0.9, (1, 1, 20, 20), 0)])
     redis_client.xadd(keys.untracked(CAM), {FRAME_FIELD: envelope.encode(corrupt)})
     detect(redis_client, keys, 3)
     tracker = owner(redis_client, keys, tmp_path, "a")

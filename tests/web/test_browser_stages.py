@@ -42,7 +42,7 @@ def test_dashboard_shows_a_stage_bar_per_camera(web_process, redis_client):
         # once this web process has handed the MJPEG tiles some parts.
         page.wait_for_function("""() => [...document.querySelectorAll('.tile')].every((tile) => {
             const segs = [...tile.querySelectorAll('.stages .seg')];
-            return segs.length === 9 && segs.every((s) => s.getBoundingClientRect().width > 0);
+            return segs.length === 10 && segs.every((s) => s.getBoundingClientRect().width > 0);
         })""", timeout=30000)
         time.sleep(0.5)
         page.screenshot(path=str(ARTIFACTS / "dashboard-stages.png"), full_page=True)
@@ -52,7 +52,7 @@ def test_dashboard_shows_a_stage_bar_per_camera(web_process, redis_client):
         browser.close()
     assert js_errors == [] and blocked == []
     for bar in widths:
-        assert [stage for stage, _ in bar] == ["encode", "queue", "transit", "decode", "detect", "annotate",
+        assert [stage for stage, _ in bar] == ["motion", "encode", "queue", "transit", "decode", "detect", "annotate",
                                               "reencode", "publish", "send"]
         assert 99.0 <= sum(float(width.rstrip("%")) for _, width in bar) <= 101.0
     for legend in legends:

@@ -99,6 +99,7 @@
     const total = STAGES.reduce((sum, [stage]) => sum + Math.max(0, p50[stage] || 0), 0);
     const byGroup = {};
     STAGES.forEach(([stage, group]) => {
+      if (stage === "motion" && p50.motion == null) return;  // a camera without motion gating
       let seg = bar.querySelector('[data-stage="' + stage + '"]');
       if (!seg) {
         seg = document.createElement("span");
