@@ -46,6 +46,7 @@ import numpy as np
 
 from bench import motion_clips
 from bench.harness import REPO, interleaved, machine, median_ratio, percentile
+from bench.motion_clips import iou
 from common import jpeg
 from common.config import CameraConfig
 from common.envelope import Detection, Frame
@@ -155,15 +156,6 @@ def run_design(name: str, frames: list[Frame], camera: CameraConfig, detector: D
         run.passed_through += out.jpeg is frame.jpeg
     run.inference_calls = timed.calls
     return run
-
-
-def iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def matched_fraction(reference: list[list[Detection]], other: list[list[Detection]], threshold: float = MATCH_IOU

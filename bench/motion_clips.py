@@ -249,7 +249,8 @@ def _lone_people(image: np.ndarray, plate: np.ndarray) -> list[tuple[tuple[int, 
     return found
 
 
-def _iou(a: tuple, b: tuple) -> float:
+def iou(a: tuple, b: tuple) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     if w <= 0 or h <= 0:
@@ -268,7 +269,7 @@ def _walkers(frames: list[np.ndarray], plate: np.ndarray, min_frames: int = 16, 
         blobs = _lone_people(image, plate)
         claims: dict[int, list[int]] = {}
         for t, track in enumerate(open_tracks):
-            matches = [b for b, (box, _) in enumerate(blobs) if _iou(track[-1][1], box) >= 0.3]
+            matches = [b for b, (box, _) in enumerate(blobs) if iou(track[-1][1], box) >= 0.3]
             if len(matches) == 1:
                 claims.setdefault(matches[0], []).append(t)
         extended, still_open = set(), []
