@@ -105,10 +105,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_port_from(port: int, count: int = 1) -> int:
-    """The first port from `port` on where `count` consecutive ports are free."""
+def _free_port_from(port: int, count: int = 1, taken: tuple[int, ...] = ()) -> int:
+    """The first port from `port` on where `count` consecutive ports are free and none is in `taken`
+    (ports already chosen for this cluster but not bound yet)."""
     for candidate in range(port, port + 100):
-        if all(_port_free(candidate + i) for i in range(count)):
+        if all(candidate + i not in taken and _port_free(candidate + i) for i in range(count)):
             return candidate
     raise FramecastError(f"no {count} free port(s) in a row in {port}-{port + 99 + count - 1}")
 
@@ -202,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         supervisord = str(bindir / "supervisord") if (bindir / "supervisord").exists() else _binary(
             "supervisord", "pip install supervisor")
         web_port = _free_port_from(args.port)
-        redis_port = _free_port_from(args.redis_port)
+        redis_port = _free_port_from(args.redis_port, taken=(web_port,))
         metrics_base = settings.metrics_port if args.metrics_port is None else args.metrics_port
         if metrics_base:  # one port per producer and per worker process
-            metrics_base = _free_port_from(metrics_base, len(settings.cameras) + workers)
+            metrics_base = _free_port_from(metrics_base, len(settings.cameras) + workers,
+                                           taken=(web_port, redis_port))
     except FramecastError as exc:
         fail(exc)
     for directory in (layout.run_dir, layout.logs, layout.redis_dir, layout.events_dir):

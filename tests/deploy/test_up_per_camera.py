@@ -20,7 +20,7 @@ import redis
 from common.config import load_config
 from common.keys import WORKER_GROUP, Keys
 from framecast.supervisord import Layout, WorkerGroup, render
-from framecast.up import WorkersSpec, build_parser, parse_workers, plan_workers
+from framecast.up import WorkersSpec, _free_port_from, _port_free, build_parser, parse_workers, plan_workers
 from tests.conftest import REPO
 from testsupport.redis_server import free_port
 
@@ -162,6 +162,17 @@ def _processed(port: int) -> dict[str, float]:
             re.findall(r'^framecast_worker_frames_processed_total\{camera="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
 
 
+def test_metrics_run_avoids_the_ports_chosen_for_web_and_redis():
+    """The web and Redis ports are chosen before anything binds them, so a free-port probe alone would
+    hand them to a metrics run too; the run moves past them instead."""
+    base = free_port()
+    while not all(_port_free(base + i) for i in range(9)):
+        base = free_port()
+    assert _free_port_from(base, 3) == base
+    assert _free_port_from(base, 3, taken=(base + 2,)) == base + 3
+    assert _free_port_from(base, 3, taken=(base + 1, base + 4)) == base + 5
+
+
 @pytest.mark.slow
 def test_dedicated_workers_read_only_their_cameras_stream(write_config, tmp_path):
     cams = [{"id": "door", "source": "pattern", "fps": 5}, {"id": "yard", "source": "pattern", "fps": 5}]
@@ -190,6 +201,10 @@ def test_dedicated_workers_read_only_their_cameras_stream(write_config, tmp_path
                                               text).groups()))
         yard_ports = tuple(map(int, re.search(r"worker-yard: 1 worker\(s\) for yard, metrics on (\d+)-(\d+)",
                                               text).groups()))
+        # `up` moves the whole run to the next free one when a port of it is taken (the web or Redis port
+        # the test picked may fall inside it), so the run is read from what `up` printed.
+        run = tuple(map(int, re.search(r"producers and workers on ports (\d+)-(\d+)", text).groups()))
+        assert run[0] >= metrics_port and run[1] == run[0] + 2 + 3 - 1, text
 
         # The live workers as the web tier lists them, by the cameras they serve.
         keys, by_cams = Keys(), {}
@@ -227,7 +242,7 @@ def test_dedicated_workers_read_only_their_cameras_stream(write_config, tmp_path
                 break
             assert time.monotonic() < deadline, counts
             time.sleep(0.5)
-        assert yard_ports[0] == door_ports[1] + 1 == metrics_port + 2 + 2  # producers, door's, then yard's
+        assert yard_ports[0] == door_ports[1] + 1 == run[0] + 2 + 2  # producers, door's, then yard's
         assert set(counts[door_ports[0]]) == set(counts[door_ports[1]]) == {"door"}
         assert set(counts[yard_ports[0]]) == {"yard"}
     finally:
