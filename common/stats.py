@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,26 +166,42 @@ class CameraAccount:
 
 
 class RateMeter:
-    """Events per second between successive readings of a growing count: what producers and workers
-    put in their heartbeats, so that every web process shows the same rates from its first request."""
+    """Events per second of a growing count, read now and then (a heartbeat): what producers and
+    workers put in their heartbeats, so that every web process shows the same rates from its first
+    request.
+
+    The rate is taken over the shortest recent window that holds at least MIN_EVENTS events (at most
+    MAX_WINDOW_S seconds), not only since the previous reading: a camera slower than one frame per
+    reading interval (0.2 fps read every 3 s) reads about its rate, not 0 and 1/interval in turns. A
+    count that stopped growing reads 0 once it has been still for as long as MIN_EVENTS events take at
+    the rate it had, so a camera that stops still reads 0 at the next reading or two."""
+
+    MIN_EVENTS = 2
+    MAX_WINDOW_S = 60.0
 
     def __init__(self, count: int = 0):
-        self._mark = (time.monotonic(), count)
+        now = time.monotonic()
+        self._marks: deque[tuple[float, int]] = deque([(now, count)])  # readings, oldest first
+        self._grew_at = now  # the reading at which the count last grew
+        self._rate_then = 0.0  # the rate read then
 
     def rate(self, count: int) -> float:
         now = time.monotonic()
-        then, before = self._mark
-        self._mark = (now, count)
-        return max(0.0, (count - before) / (now - then)) if now > then else 0.0
-
-
-def read_stats(client: redis.Redis, keys: Keys, cam: str) -> dict[str, float]:
-    """All counters and gauges of one camera as numbers (missing fields are absent)."""
-    raw = client.hgetall(keys.stats(cam))
-    out: dict[str, float] = {}
-    for field, value in raw.items():
-        try:
-            out[as_str(field)] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out
+        last_at, last = self._marks[-1]
+        if count < last or now <= last_at:  # a counter that started again: no window to measure over
+            self._marks = deque([(now, count)])
+            self._grew_at, self._rate_then = now, 0.0
+            return 0.0
+        self._marks.append((now, count))
+        while len(self._marks) > 2 and now - self._marks[1][0] >= self.MAX_WINDOW_S:
+            self._marks.popleft()
+        since_at, since = self._marks[0]
+        for at, value in reversed(list(self._marks)[:-1]):
+            if count - value >= self.MIN_EVENTS:
+                since_at, since = at, value
+                break
+        rate = (count - since) / (now - since_at)
+        if count > last:
+            self._grew_at, self._rate_then = now, rate
+            return rate
+        return 0.0 if self._rate_then * (now - self._grew_at) >= self.MIN_EVENTS else rate
