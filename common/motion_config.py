@@ -49,6 +49,9 @@ class MotionConfig(ConfigModel):
                         "still inspected in full (an object that stops is seen where it stopped)")
     max_regions: int = Field(1, ge=0, le=8, description="most regions the model runs on in one frame; more "
                              "motion than that is inspected as one full frame (0: always full frames)")
+    redraw_interval: float = Field(1.0, ge=0, le=60, description="seconds: a frame nothing moved in, whose "
+                                   "scene holds still objects, shows the camera's last drawing of them while "
+                                   "it is younger than this (no decode, no encode); 0 draws every such frame")
     lighting: float = Field(0.35, gt=0, le=1, description="fraction of the frame changing at once that is "
                             "taken as a lighting change: the background is relearnt and the frame inspected in full")
 

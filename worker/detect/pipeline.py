@@ -6,8 +6,10 @@ frame; `regions` runs it on squares around the motion boxes (`worker/detect/regi
 frame when regions would not pay); `none` runs nothing. What a frame shows is the camera's scene as
 last known to this process: the detections of the newest inspected frame, updated inside the regions
 a frame inspected. A frame not inspected whose scene is empty is published as the camera's own JPEG,
-neither decoded nor re-encoded; one whose scene holds objects (a parked car) is drawn with them, so
-still objects keep their boxes between full inspections. Every worker learns the scene from the frames
+neither decoded nor re-encoded; one whose scene holds objects (a parked car) shows them with their
+boxes: the process's last drawing of the same objects while it is younger than
+`motion.redraw_interval` (nothing moved, so the picture is the same but for noise), else the frame
+drawn anew. Every worker learns the scene from the frames
 it inspects; the hold after motion (`motion.hold`: every frame inspected in full) refreshes all of them
 before frames go uninspected again.
 """
@@ -105,6 +107,15 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    """A camera's newest annotated JPEG made by this process, with what it shows."""
+
+    jpeg: bytes
+    detections: list[Detection]
+    ts: int  # capture time (ns) of the frame drawn
+
+
 class FrameProcessor:
     """Detects and annotates one camera's frames with a shared detector. One per camera per process."""
 
@@ -113,6 +124,7 @@ class FrameProcessor:
         self.detector = detector
         self.model_side = max(detector.info.input_size)
         self.scene = Scene()
+        self.drawing: Drawing | None = None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """The camera's filtered detections for a BGR image."""
@@ -161,15 +173,29 @@ class FrameProcessor:
         like `detect_frame`."""
         found = self.detect_frame(frame, max_pixels=max_pixels)
         shown = self.scene.learn(frame, found)
-        if found.image is None and not shown and not self.camera.overlay_enabled:
-            return found.on(frame, frame.jpeg)  # nothing moved, nothing to draw: the camera's JPEG
+        if found.image is None and not self.camera.overlay_enabled:
+            if not shown:
+                return found.on(frame, frame.jpeg)  # nothing moved, nothing to draw: the camera's JPEG
+            still = self._still_drawing(frame, shown)
+            if still is not None:
+                age_ms = round((frame.ts - still.ts) / 1e6, 1)
+                return found.on(frame, still.jpeg).annotated(still.jpeg, shown, picture_age_ms=age_ms)
         image = found.image
         if image is None:
             image = decode_jpeg(frame.jpeg, expect=(frame.width, frame.height), max_pixels=max_pixels)
         annotated = self.annotate(image, shown, fps=fps, ts_ns=frame.ts)
         annotated_ns = time.time_ns()
         out = jpeg.encode(annotated, self.camera.jpeg_quality)
+        if self.drawing is None or frame.ts >= self.drawing.ts:
+            self.drawing = Drawing(out, list(shown), frame.ts)
         result = found.on(frame, out)
         if shown is not found.detections:
             result = result.annotated(out, shown)
         return result.stamped(annotated=annotated_ns, reencoded=time.time_ns())
+
+    def _still_drawing(self, frame: Frame, shown: list[Detection]) -> Drawing | None:
+        """The last drawing, when it shows exactly `shown` and is younger than the redraw interval."""
+        drawing, interval_ns = self.drawing, int(self.camera.motion.redraw_interval * 1e9)
+        if drawing is None or drawing.detections != shown or not 0 <= frame.ts - drawing.ts < interval_ns:
+            return None
+        return drawing

@@ -1,11 +1,13 @@
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 from skimage import data
 
-from common.envelope import Frame
+from common.envelope import Frame, Motion
+from common.motion_config import MotionConfig
 from tests.worker.conftest import make_frame
 from worker.detect.pipeline import FrameDecodeError, FrameProcessor, decode_jpeg
 
@@ -51,3 +53,55 @@ def test_overlay_follows_the_camera_setting(detector, camera):
                                                                                             ts_ns=0)
     plain = FrameProcessor(camera.model_copy(update={"overlay": False}), detector).annotate(image, [])
     assert np.any(with_overlay[:20, :100] != 230) and np.array_equal(plain, image)
+
+
+def _verdict(frame: Frame, inspect: str) -> Frame:
+    return Frame(frame.cam, frame.run, frame.seq, frame.ts, frame.width, frame.height, frame.jpeg,
+                 motion=Motion(inspect, ()))
+
+
+def test_a_still_scene_shows_its_last_drawing_until_the_redraw_interval(detector, camera):
+    """Frames nothing moved in, whose scene holds objects, reuse the last drawing of the same objects
+    (no decode, no encode) while it is younger than motion.redraw_interval, then are drawn anew."""
+    gated = camera.model_copy(update={"motion": MotionConfig(enabled=True, redraw_interval=1.0)})
+    processor = FrameProcessor(gated, detector)
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    noisy = np.clip(image.astype(int) + np.random.default_rng(1).integers(-3, 4, image.shape), 0, 255)
+    second_take = make_frame(noisy.astype(np.uint8))
+    t0 = 1_000_000_000_000
+    first = processor.process(_verdict(make_frame(image, seq=1, ts=t0), "full"))
+    assert "person" in {d.label for d in first.detections}
+
+    still = processor.process(_verdict(replace(second_take, seq=2, ts=t0 + 500_000_000), "none"))
+    assert still.jpeg == first.jpeg and still.detections == first.detections
+    assert still.meta["picture_age_ms"] == 500.0 and still.meta["infer_ms"] == 0.0
+    assert "decoded" not in still.meta.get("t", {})
+
+    redrawn = processor.process(_verdict(replace(second_take, seq=3, ts=t0 + 1_200_000_000), "none"))
+    assert redrawn.jpeg not in (first.jpeg, second_take.jpeg) and redrawn.detections == first.detections
+    assert "picture_age_ms" not in redrawn.meta and "reencoded" in redrawn.meta["t"]
+    again = processor.process(_verdict(replace(second_take, seq=4, ts=t0 + 1_700_000_000), "none"))
+    assert again.jpeg == redrawn.jpeg and again.meta["picture_age_ms"] == 500.0
+
+
+def test_redraw_interval_0_draws_every_still_frame(detector, camera):
+    gated = camera.model_copy(update={"motion": MotionConfig(enabled=True, redraw_interval=0)})
+    processor = FrameProcessor(gated, detector)
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    first = processor.process(_verdict(make_frame(image, seq=1, ts=10**12), "full"))
+    still = processor.process(_verdict(make_frame(image, seq=2, ts=10**12 + 100_000_000), "none"))
+    assert still.detections == first.detections and "reencoded" in still.meta["t"]
+    assert "picture_age_ms" not in still.meta
+
+
+def test_a_still_frame_with_other_objects_than_the_drawing_is_drawn(detector, camera):
+    """The drawing is reused only while it shows what the scene holds: a regions frame that changed
+    the scene is followed by a fresh drawing."""
+    gated = camera.model_copy(update={"motion": MotionConfig(enabled=True, redraw_interval=5.0)})
+    processor = FrameProcessor(gated, detector)
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    first = processor.process(_verdict(make_frame(image, seq=1, ts=10**12), "full"))
+    processor.drawing = replace(processor.drawing, detections=first.detections[:0])  # a drawing of an empty scene
+    still = processor.process(_verdict(make_frame(image, seq=2, ts=10**12 + 100_000_000), "none"))
+    assert still.detections == first.detections and "reencoded" in still.meta["t"]
+    assert "picture_age_ms" not in still.meta
