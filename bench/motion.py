@@ -134,7 +134,7 @@ def run_design(name: str, frames: list[Frame], camera: CameraConfig, detector: D
 
     timed = TimedDetector(detector)
     processor = FrameProcessor(camera, timed)
-    gate = InspectionGate(camera.motion) if name == "motion" else None
+    gate = InspectionGate(camera.motion, cam=camera.id) if name == "motion" else None
     run = Run()
     for frame in frames:
         started = time.process_time()
@@ -336,7 +336,7 @@ def producer_motion_ms(frames: list[Frame], camera: CameraConfig, cv_threads: in
     if cv_threads is not None:
         cv2.setNumThreads(cv_threads)
     try:
-        gate = InspectionGate(camera.motion)
+        gate = InspectionGate(camera.motion, cam=camera.id)
         process, thread = time.process_time(), time.thread_time()
         for frame in frames:
             gate.verdict(gate.detector.from_jpeg(frame.jpeg), frame.ts / 1e9, frame.width, frame.height)

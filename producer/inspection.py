@@ -6,7 +6,9 @@ workers run the model on the full frame, only on the regions that moved, or not 
 - For `hold` seconds after motion ends every frame is inspected in full: an object that stopped is
   seen where it stopped, and its track and event go on.
 - At least every `full_frame_interval` seconds a frame is inspected in full, moving or not, so an
-  object that never moved (a parked car when the camera starts) is known too.
+  object that never moved (a parked car when the camera starts) is known too. These frames fall at a
+  phase of the camera's own within the interval (from its id), so cameras started together do not
+  send the workers all their full frames at once.
 - A frame after which the background was relearnt (the first one, a lighting change, a new size) is
   inspected in full: its motion says nothing.
 - Any other frame is `none`: no decode and no inference on the workers.
@@ -16,6 +18,9 @@ Sequential per camera (the producer's camera thread); no I/O.
 
 from __future__ import annotations
 
+import math
+import zlib
+
 from common.envelope import INSPECT_FULL, INSPECT_NONE, INSPECT_REGIONS, MAX_MOTION_BOXES, Motion
 from common.motion_config import MotionConfig
 from producer.motion import MotionDetector, MotionResult
@@ -24,8 +29,9 @@ from producer.motion import MotionDetector, MotionResult
 class InspectionGate:
     """Turns each frame's motion into the envelope's verdict (`Motion`)."""
 
-    def __init__(self, config: MotionConfig, detector: MotionDetector | None = None):
+    def __init__(self, config: MotionConfig, detector: MotionDetector | None = None, cam: str = ""):
         self.config = config
+        self.phase = camera_phase(cam) * config.full_frame_interval
         self.detector = detector or MotionDetector(threshold=config.threshold, min_area=config.min_area,
                                                    masks=config.masks, lighting=config.lighting)
         self._last_full: float | None = None
@@ -44,14 +50,25 @@ class InspectionGate:
             self._last_full = ts
         return Motion(inspect, boxes)
 
+    def _slot(self, ts: float) -> int:
+        """The full-frame interval `ts` falls in; a new one wants a full frame (so at most an interval
+        and a frame apart)."""
+        return math.floor((ts - self.phase) / self.config.full_frame_interval)
+
     def _inspect(self, result: MotionResult, moved: bool, ts: float) -> str:
-        if result.recalibrated or self._last_full is None or ts - self._last_full >= self.config.full_frame_interval:
+        if result.recalibrated or self._last_full is None or self._slot(ts) > self._slot(self._last_full):
             return INSPECT_FULL
         if moved:
             return INSPECT_REGIONS if self.config.max_regions > 0 else INSPECT_FULL
         if self._last_motion is not None and ts - self._last_motion <= self.config.hold:
             return INSPECT_FULL
         return INSPECT_NONE
+
+
+def camera_phase(cam: str) -> float:
+    """Where in each full-frame interval (0..1) the camera's periodic full frames fall: spread over
+    cameras and the same across restarts."""
+    return zlib.crc32(cam.encode()) / 2**32
 
 
 def _pixels(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int] | None:

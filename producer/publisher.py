@@ -84,7 +84,7 @@ class CameraPublisher:
         self.sender = FrameSender(client, keys.frames(camera.id), settings.streams.frames_maxlen, self.account,
                                   self.log, capacity=settings.producer.send_queue, backlog=self.backlog,
                                   stop=stop)
-        self.gate = InspectionGate(camera.motion) if camera.motion_enabled else None
+        self.gate = InspectionGate(camera.motion, cam=camera.id) if camera.motion_enabled else None
         self._throttled = ThrottledLog(60.0)
         self.run_id = time.time_ns()
         self.seq = 0

@@ -48,3 +48,20 @@ def test_no_regions_when_max_regions_is_zero_and_too_many_boxes_mean_full():
     gate.verdict(RESET, 0.0, 768, 576)
     verdict = gate.verdict(many, 0.1, 768, 576)
     assert verdict.inspect == "full" and verdict.boxes == ()
+
+
+def test_cameras_started_together_spread_their_periodic_full_frames():
+    """Each camera's periodic full frames fall at a phase of its own (from its id), at most an interval
+    and a frame apart, so 24 cameras started at once do not hand the workers 24 full frames at once."""
+    config = MotionConfig(full_frame_interval=5.0, hold=0.0)
+    at: dict[int, int] = {}
+    for n in range(24):
+        got = verdicts(InspectionGate(config, cam=f"cam{n:03d}"), [RESET] + [STILL] * 199)
+        fulls = [i for i, v in enumerate(got) if v == "full"]
+        assert fulls[0] == 0 and len(fulls) in (4, 5)  # the start, then one in each 5 s slot of 20 s
+        assert all(0 < b - a <= 51 for a, b in zip(fulls, fulls[1:]))
+        for i in fulls[1:]:
+            at[i] = at.get(i, 0) + 1
+    assert max(at.values()) <= 4, at  # one frame of 50 per slot: 24 cameras spread over it
+    assert verdicts(InspectionGate(config, cam="cam007"), [RESET] + [STILL] * 99) == \
+        verdicts(InspectionGate(config, cam="cam007"), [RESET] + [STILL] * 99)  # the same after a restart
