@@ -205,3 +205,15 @@ class RateMeter:
             self._grew_at, self._rate_then = now, rate
             return rate
         return 0.0 if self._rate_then * (now - self._grew_at) >= self.MIN_EVENTS else rate
+
+
+def read_stats(client: redis.Redis, keys: Keys, cam: str) -> dict[str, float]:
+    """All counters and gauges of one camera as numbers (missing fields are absent)."""
+    raw = client.hgetall(keys.stats(cam))
+    out: dict[str, float] = {}
+    for field, value in raw.items():
+        try:
+            out[as_str(field)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
