@@ -248,7 +248,11 @@ class WebConfig(ConfigModel):
     no_signal_after: float = Field(3.0, gt=0, description="seconds without frames before 'no signal'")
     reader_linger: float = Field(10.0, ge=0, description="seconds a camera reader (MJPEG, or a followed stream's) "
                                  "lives after its last viewer or follower")
-    stale_after: float = Field(5.0, gt=0, description="seconds; /readyz and snapshots call older frames stale")
+    stale_after: float = Field(5.0, gt=0, description="seconds; /readyz, /api/cameras and snapshots call older "
+                               "frames stale (a camera slower than 3 frames in that time: 3 of its frame intervals)")
+    figures_interval: float = Field(1.0, ge=0, description="seconds between two computations of the camera figures "
+                                    "(/api/cameras, /readyz) each web process shares among its callers; 0: one "
+                                    "per request")
     write_timeout: float = Field(15.0, gt=0, description="seconds a viewer may stall a write before it is dropped")
     max_streams_per_client: int = Field(64, ge=0, description="MJPEG streams one client address may hold open "
                                         "at once per web process, and followed feeds (/api/events/feed, "

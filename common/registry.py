@@ -76,6 +76,11 @@ def _keys_for(keys: Keys, kind: Kind, member: str) -> tuple[str, str]:
     return keys.producers, keys.producer(member)
 
 
+def member_key(keys: Keys, kind: Kind, member: str) -> str:
+    """The heartbeat hash of `member` in the `kind` registry."""
+    return _keys_for(keys, kind, member)[1]
+
+
 def heartbeat(client: redis.Redis, keys: Keys, kind: Kind, member: str, info: dict[str, Any], ttl: float) -> None:
     """Record that `member` is alive with `info` (values JSON-encoded), adding this host's `ip`, and
     prune members that stopped long ago. Called periodically by the member's loop."""
@@ -115,21 +120,25 @@ def live_members(client: redis.Redis, keys: Keys, kind: Kind, max_age: float = 3
     pipe = client.pipeline(transaction=False)
     for member in members:
         pipe.hgetall(_keys_for(keys, kind, member)[1])
-    out = []
-    for member, raw in zip(members, pipe.execute(), strict=True):
-        if not raw:  # hash expired: the member stopped heart-beating (its writers prune it)
-            continue
-        info: dict[str, Any] = {}
-        for k, v in raw.items():
-            key = k.decode() if isinstance(k, bytes) else k
-            try:
-                info[key] = json.loads(v)
-            except (TypeError, ValueError):
-                info[key] = v.decode(errors="replace") if isinstance(v, bytes) else v
-        age = now - float(info.get("heartbeat", 0))
-        if age > float(info.get("ttl", 10)):
-            continue
-        info["id"] = member
-        info["age_s"] = round(age, 3)
-        out.append(info)
-    return sorted(out, key=lambda i: i["id"])
+    infos = (member_info(member, raw, now) for member, raw in zip(members, pipe.execute(), strict=True))
+    return sorted((info for info in infos if info is not None), key=lambda i: i["id"])
+
+
+def member_info(member: str, raw: dict, now: float) -> dict[str, Any] | None:
+    """A member's info from its heartbeat hash as HGETALL gave it (`id`, `age_s` and what it
+    registered), or None when it is not live: its hash expired, or its heartbeat is older than its TTL."""
+    if not raw:  # hash expired: the member stopped heart-beating (its writers prune it)
+        return None
+    info: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = k.decode() if isinstance(k, bytes) else k
+        try:
+            info[key] = json.loads(v)
+        except (TypeError, ValueError):
+            info[key] = v.decode(errors="replace") if isinstance(v, bytes) else v
+    age = now - float(info.get("heartbeat", 0))
+    if age > float(info.get("ttl", 10)):
+        return None
+    info["id"] = member
+    info["age_s"] = round(age, 3)
+    return info

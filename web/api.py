@@ -1,7 +1,9 @@
-"""JSON APIs: cameras with their live figures, workers, and the detection history as NDJSON."""
+"""JSON APIs: cameras with their live figures (filtered and paged), workers, and the detection
+history as NDJSON."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -10,32 +12,18 @@ from werkzeug.wsgi import ClosingIterator
 
 from common.keys import DETECTIONS_FIELD
 from common.registry import Kind, live_members
-from common.stats import StatsField
-from web import metrics as web_metrics
 from web.eventfeed import too_many_feeds
-from web.events import event_overlay
-from web.query import flag
+from web.figures import STATUSES, Figures
+from web.query import bounded_int, flag
 from web.refused_keys import RefusedKeyError, reading
-from web.stages import recent_stages
 from web.state import WebState, state
-from web.streams import camera_figures
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 PAGE = 500
 MAX_LIMIT = 1_000_000
+MAX_CAMERAS_PAGE = 10_000
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _ID_PART_END = 2**64  # each part of a Redis stream id is an unsigned 64-bit number
-
-
-def _fps(members: list[dict], cam: str) -> float:
-    """A camera's frames/s summed over the live producers or workers that serve it, as each measured
-    its own rate for its heartbeat: cluster-wide, and the same in every web process."""
-    total = 0.0
-    for member in members:
-        rates = member.get("fps")
-        if isinstance(rates, dict) and isinstance(rates.get(cam), int | float):
-            total += rates[cam]
-    return round(total, 2)
 
 
 def _members(st: WebState, kind: Kind) -> tuple[list[dict], RefusedKeyError | None]:
@@ -47,58 +35,53 @@ def _members(st: WebState, kind: Kind) -> tuple[list[dict], RefusedKeyError | No
         return [], exc
 
 
-def camera_summaries(st: WebState) -> tuple[list[dict], dict[str, str]]:
-    """Each configured camera with its figures (for /api/cameras and the dashboard), and the
-    registries Redis refused to read (kind -> reason)."""
-    workers, workers_error = _members(st, "worker")
-    producers, producers_error = _members(st, "producer")
-    registry_errors = {kind: str(exc) for kind, exc in (("workers", workers_error), ("producers", producers_error))
-                       if exc is not None}
-    viewers = web_metrics.viewers_per_camera(st.broadcaster.viewer_counts())
-    out = []
-    for camera in st.settings.cameras:
-        stats, age_s, errors = camera_figures(st.client, st.keys, camera.id)
-        status = "live" if age_s is not None and age_s < st.settings.web.stale_after else (
-            "stale" if age_s is not None else "waiting")
-        summary = {
-            "id": camera.id, "name": camera.display_name, "source_kind": camera.source_kind, "source": camera.source_display,
-            "mode": camera.mode, "status": "out_of_service" if errors else status,
-            "fps_in": None if producers_error else _fps(producers, camera.id),
-            "fps_out": None if workers_error else _fps(workers, camera.id),
-            "latency_ms": stats.get(StatsField.LATENCY_MS), "infer_ms": stats.get(StatsField.INFER_MS),
-            "last_frame_age_s": None if age_s is None else round(age_s, 3),
-            "published": int(stats.get(StatsField.PUBLISHED, 0)), "processed": int(stats.get(StatsField.PROCESSED, 0)),
-            "dropped": int(stats.get(StatsField.DROPPED, 0)), "lost": int(stats.get(StatsField.LOST, 0)),
-            "skipped_stale": int(stats.get(StatsField.SKIPPED_STALE, 0)),
-            "failed": int(stats.get(StatsField.FAILED, 0)), "source_reconnects": int(stats.get(StatsField.RECONNECTS, 0)),
-            "motion": _motion_figures(camera.motion_enabled, stats),
-            "workers": [w["id"] for w in workers if camera.id in w.get("cameras", [])],
-            "viewers": viewers.get(camera.id, 0),
-            "stages": recent_stages(st.client, st.keys, camera.id),  # p50/p95 per stage, newest frames
-            "send_ms": web_metrics.counts_for(camera.id).send_summary(),  # this process's viewers
-        }
-        if errors:
-            summary["error"] = "; ".join(errors)
-        summary.update(event_overlay(st, camera))  # zones, lines, live counts
-        out.append(summary)
-    return out, registry_errors
+def _listed(name: str) -> list[str]:
+    """A query parameter given repeated and/or as a comma list (`?camera=a&camera=b,c`), in order,
+    each value once."""
+    values = [v.strip() for given in request.args.getlist(name) for v in given.split(",")]
+    return list(dict.fromkeys(v for v in values if v))
 
 
-def _motion_figures(enabled: bool, stats: dict) -> dict:
-    """Motion gating of one camera: whether it is on, frames by how the model saw them, model runs."""
-    fields = {"inspected_full": StatsField.INSPECTED_FULL, "inspected_regions": StatsField.INSPECTED_REGIONS,
-              "not_inspected": StatsField.NOT_INSPECTED, "inference_calls": StatsField.INFERENCE_CALLS}
-    return {"enabled": enabled, **{name: int(stats.get(field, 0)) for name, field in fields.items()}}
+def _selected(st: WebState, figures: Figures) -> list[int]:
+    """The positions of the cameras a request asks for, in config order: `?camera=` (404 unknown,
+    400 invalid) and `?status=` (400 for a status that is not one of STATUSES)."""
+    cams = _listed("camera")
+    for cam in cams:
+        st.settings.camera(cam)
+    statuses = _listed("status")
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown:
+        raise ValueError(f"unknown status {unknown[0][:40]!r}: status must be one of {', '.join(STATUSES)}")
+    wanted = set(cams)
+    return [i for i, summary in enumerate(figures.cameras)
+            if (not wanted or summary["id"] in wanted) and (not statuses or summary["status"] in statuses)]
 
 
 @bp.route("/cameras")
 def cameras():
-    """Every configured camera with its live figures; `registry_errors` when Redis refuses a registry."""
-    summaries, registry_errors = camera_summaries(state())
-    body: dict = {"cameras": summaries}
-    if registry_errors:
-        body["registry_errors"] = registry_errors
-    return jsonify(body)
+    """Every configured camera with its live figures from this process's shared figures (web.figures):
+    `?camera=` and `?status=` filter, `?limit=` and `?offset=` page; `total` counts the cameras that
+    match, `next_offset` (with a limit) where the next page starts (null on the last);
+    `registry_errors` when Redis refuses a registry."""
+    st = state()
+    try:
+        limit = bounded_int("limit", 0, 1, MAX_CAMERAS_PAGE) or None
+        offset = bounded_int("offset", 0, 0, MAX_LIMIT)
+        figures = st.figures.current()
+        chosen = _selected(st, figures)
+    except ValueError as exc:
+        return jsonify(error="bad request", message=str(exc)), 400
+    page = chosen[offset:] if limit is None else chosen[offset:offset + limit]
+    # Ready JSON joined in the order jsonify would write the keys (sorted).
+    body = [b'{"cameras":[', b",".join(figures.fragments[i] for i in page), b'],"figures_at":',
+            json.dumps(round(figures.at, 3)).encode()]
+    if limit is not None:
+        following = offset + limit if offset + limit < len(chosen) else None
+        body += [b',"next_offset":', json.dumps(following).encode()]
+    if figures.registry_errors:
+        body += [b',"registry_errors":', json.dumps(figures.registry_errors, sort_keys=True).encode()]
+    body += [b',"total":', str(len(chosen)).encode(), b"}"]
+    return Response(b"".join(body), mimetype="application/json")
 
 
 @bp.route("/workers")
@@ -195,7 +178,7 @@ def detections(cam: str):
 
 @bp.route("/cameras/<cam>")
 def camera(cam: str):
-    """One camera with its live figures."""
+    """One camera with its live figures (the shared figures, as /api/cameras)."""
     st = state()
     st.settings.camera(cam)
-    return jsonify(next(c for c in camera_summaries(st)[0] if c["id"] == cam))
+    return Response(st.figures.current().fragment(cam), mimetype="application/json")

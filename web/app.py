@@ -13,7 +13,9 @@ from common.connection import CONNECTION_ERRORS, connect_to, describe_error
 from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
 from web import api, auth, eventfeed, events, health, pages, video
+from web import metrics as web_metrics
 from web.broadcaster import Broadcaster
+from web.figures import SharedFigures
 from web.followers import Followers
 from web.limits import StreamLimit
 from web.refused_keys import RefusedKeyError
@@ -43,12 +45,14 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     client = client or connect_to(settings)
     keys = Keys(settings.key_prefix)
     stopping = threading.Event()
+    broadcaster = Broadcaster(client, keys, settings.web.no_signal_after, settings.web.reader_linger)
     app.extensions[EXTENSION] = WebState(
-        settings, client, keys,
-        Broadcaster(client, keys, settings.web.no_signal_after, settings.web.reader_linger),
+        settings, client, keys, broadcaster,
         Followers(client, stopping, settings.web.reader_linger),
         StreamLimit(settings.web.max_streams_per_client),
         StreamLimit(settings.web.max_streams_per_client),
+        SharedFigures(settings, client, keys,
+                      lambda: web_metrics.viewers_per_camera(broadcaster.viewer_counts()), stopping),
         stopping,
     )
     auth.install(app, settings)

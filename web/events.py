@@ -15,9 +15,8 @@ import math
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
-from common.config import CameraConfig
 from common.event_files import EventPaths, events_root
-from common.events_store import Cursor, EventReader, InvalidEventIdError, read_counts, validate_event_id
+from common.events_store import Cursor, EventReader, InvalidEventIdError, validate_event_id
 from web.query import bounded_int, epoch_seconds
 from web.refused_keys import RefusedKeyError, reading
 from web.state import WebState, state
@@ -165,25 +164,6 @@ def events():
     if errors:
         body["camera_errors"] = errors
     return jsonify(body)
-
-
-def event_overlay(st: WebState, camera: CameraConfig) -> dict:
-    """What the dashboard draws over a camera's picture and shows beside it (for /api/cameras): its
-    zones and lines from the config (frame fractions) and the live counts from Redis. A counts key
-    Redis refuses leaves `counts` null with `counts_error`, and the camera's other figures intact."""
-    out: dict = {
-        "zones": [{"name": z.name, "points": [list(p) for p in z.points], "labels": list(z.labels)}
-                  for z in camera.zones],
-        "lines": [{"name": ln.name, "points": [list(p) for p in ln.points], "in_side": ln.in_side,
-                   "labels": list(ln.labels)} for ln in camera.lines],
-    }
-    key = st.keys.counts(camera.id)
-    try:
-        with reading(key, camera.id):
-            out["counts"] = read_counts(st.client, key)
-    except RefusedKeyError as exc:
-        out["counts"], out["counts_error"] = None, str(exc)
-    return out
 
 
 # --- one event, its files -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from flask import current_app
 from common.config import Settings
 from common.keys import Keys
 from web.broadcaster import Broadcaster
+from web.figures import SharedFigures
 from web.followers import Followers
 from web.limits import StreamLimit
 
@@ -28,11 +29,12 @@ class WebState:
     followers: Followers  # the readers behind followed streams (event feed, detections?follow=1)
     stream_limit: StreamLimit  # MJPEG streams per client
     feed_limit: StreamLimit  # followed streams per client: the same cap, counted apart
+    figures: SharedFigures  # the camera figures, once per interval for every caller
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def shutdown(self) -> None:
-        """End every stream (MJPEG viewers, followed detections) so the process can exit promptly
-        (SIGTERM in production)."""
+        """End every stream (MJPEG viewers, followed detections) and the figures' refresher so the
+        process can exit promptly (SIGTERM in production)."""
         self.stopping.set()
         self.broadcaster.close()
         self.followers.close()

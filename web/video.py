@@ -12,6 +12,7 @@ from common import envelope
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD
 from web import mjpeg
+from web.figures import stale_after
 from web.query import flag
 from web.refused_keys import reading
 from web.state import state
@@ -61,7 +62,8 @@ def video_feed(cam: str) -> Response:
 
 @bp.route("/snapshot/<cam>.jpg")
 def snapshot(cam: str) -> Response:
-    """The newest annotated frame (one Redis read), or 503 when there is no fresh one."""
+    """The newest annotated frame (one Redis read), or 503 when there is none fresh for the camera's
+    rate (web.figures.stale_after)."""
     st = state()
     st.settings.camera(cam)
     key = stream_key(st.keys, cam, flag("raw"))
@@ -76,7 +78,12 @@ def snapshot(cam: str) -> Response:
     if frame is None:
         return jsonify(error="no frame", camera=cam, message=f"camera {cam!r} has published no frame yet"), 503
     age_ms = (time.time_ns() - frame.ts) / 1e6
-    if age_ms > st.settings.web.stale_after * 1000:
+    # Stale for the camera's own rate: its measured rate from the latest shared figures, when this
+    # process has some (a snapshot never costs a refresh), else its configured fps.
+    figures = st.figures.latest()
+    limit_s = (figures.stale_after[cam] if figures is not None
+               else stale_after(st.settings.web.stale_after, st.settings.camera(cam), None))
+    if age_ms > limit_s * 1000:
         return jsonify(error="stale", camera=cam, age_ms=round(age_ms),
                        message=f"newest frame of {cam!r} is {age_ms / 1000:.1f} s old"), 503
     return Response(frame.jpeg, mimetype="image/jpeg", headers={

@@ -107,7 +107,9 @@ def read_parts(response, count: int, timeout: float = 20.0) -> list[tuple[dict, 
 def web_config(write_config, redis_url):
     def _make(**web):
         cams = [{"id": "cam1", "source": "rtsp://admin:hunter2@10.0.0.9/live"}, {"id": "cam2", "source": "pattern"}]
-        defaults = {"no_signal_after": 1.5, "reader_linger": 1.0, "stale_after": 2.0}
+        # figures_interval 0: each request computes the camera figures, so a test sees what it just
+        # wrote (tests/web/test_many_cameras.py tests the shared, once-per-interval figures).
+        defaults = {"no_signal_after": 1.5, "reader_linger": 1.0, "stale_after": 2.0, "figures_interval": 0}
         return load_config(write_config(cams, redis_url=redis_url, web={**defaults, **web}), env={})
 
     return _make
@@ -133,7 +135,7 @@ class LiveServer:
         return conn.getresponse()
 
     def close(self):
-        self.state.broadcaster.close()
+        self.state.shutdown()  # its feeds, followers and figures' refresher end with the test
         self.server.shutdown()
 
 
