@@ -23,6 +23,8 @@ from common.service import (
 )
 from common.startup import connect_checked
 from producer.publisher import CameraPublisher
+from producer.scheduler import Scheduler
+from producer.send_loop import SendLoop
 
 log = logging.getLogger("framecast.producer")
 HEARTBEAT_INTERVAL = 2.0
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Each camera has its own thread already: OpenCV's pool would only add idle spinning threads that
+    # The camera pool has its threads already: OpenCV's pool would only add idle spinning threads that
     # doubled the CPU of a camera's motion detection and resizing (measured: 1.5 vs 0.85 ms a frame).
     cv2.setNumThreads(1)
     settings = load_settings(args)
@@ -50,15 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     if client is None:  # stopped while waiting for Redis
         return 0
     keys = Keys(settings.key_prefix)
-    publishers = [CameraPublisher(camera, settings, client, stop) for camera in cameras]
-    running = [threads.start_thread(p.run, f"camera-{p.camera.id}", cam=p.camera.id) for p in publishers]
+    # Threads: the camera pool's few, one sending thread for every camera, and a capture thread per
+    # live camera (their sources are read by blocking); none per paced camera (producer/scheduler.py).
+    send_loop = SendLoop(client)
+    publishers = [CameraPublisher(camera, settings, client, stop, send_loop=send_loop) for camera in cameras]
+    pool = Scheduler(stop)
+    pool.add_all(publishers)
+    pool.start()
     me = member_id()
     log.info("producer started", extra={"cameras": [c.id for c in cameras], "redis": settings.redis_url_display})
     info = {"host": socket.gethostname(), "pid": os.getpid(), "cameras": [c.id for c in cameras],
             "sources": {c.id: c.source_kind for c in cameras}}
     ttl = HEARTBEAT_INTERVAL * 3
     refused = ThrottledLog(60.0)  # a password changed under a running producer: say so once a minute
-    while not stop.is_set() and any(t.is_alive() for t in running):
+    while not stop.is_set() and pool.alive():
         try:
             fps = {p.camera.id: round(p.published_fps(), 2) for p in publishers}
             heartbeat(client, keys, "producer", me, {**info, "fps": fps, "dead_threads": threads.dead()}, ttl)
@@ -70,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.debug("heartbeat failed", extra={"error": describe_error(exc)})
         stop.wait(HEARTBEAT_INTERVAL)
     stop.set()
-    for thread in running:
-        thread.join(timeout=5.0)
+    pool.join(timeout=10.0)
+    send_loop.close()
     try:
         deregister(client, keys, "producer", me)
     except (*CONNECTION_ERRORS, redis.exceptions.RedisClusterException):

@@ -14,7 +14,8 @@ from common.connection import connect
 from common.keys import FRAME_FIELD, Keys
 from common.registry import live_members
 from common.stats import read_stats
-from producer.publisher import CameraPublisher, LatestFrame
+from producer.capture import LatestFrame
+from producer.publisher import CameraPublisher
 from producer.sources import Source
 from tests.conftest import REPO
 from testsupport.redis_server import free_port
