@@ -14,7 +14,7 @@ bp = Blueprint("pages", __name__, static_folder="static", static_url_path="/stat
 def index():
     """The dashboard: a tile per configured camera."""
     st = state()
-    cameras = [{"id": c.id, "name": c.display_name} for c in st.settings.cameras]
+    cameras = [{"id": c.id, "name": c.display_name, "events": c.events_enabled} for c in st.settings.cameras]
     # With auth on, the request that reached us carried the token; the page passes it on to its
     # stylesheet, script, feeds and API calls (an <img> cannot send a header, so it goes in the URL).
     token = given_token(request) if st.settings.web.token else ""

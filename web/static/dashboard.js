@@ -26,25 +26,31 @@
   }
 
   // Snapshot tiles fetch the next picture before showing it, so a missing frame (503) leaves the last
-  // picture under a "no signal" veil instead of a broken image.
+  // picture under a "no signal" veil instead of a broken image. Each start or stop begins a new
+  // generation: a fetch still under way when its tile was hidden schedules nothing.
   function startSnapshots(img, cam) {
     const tile = img.closest(".tile");
+    const generation = (img.snapshots = (img.snapshots || 0) + 1);
     async function next() {
       let ok = false;
       try {
         const response = await fetch(snapshotUrl(cam), { headers, cache: "no-store" });
         if (response.ok) {
+          const blob = await response.blob();
+          if (generation !== img.snapshots) return;
           const old = img.src;
-          img.src = URL.createObjectURL(await response.blob());
+          img.src = URL.createObjectURL(blob);
           if (old.startsWith("blob:")) URL.revokeObjectURL(old);
           ok = true;
         }
       } catch (e) { ok = false; }
+      if (generation !== img.snapshots) return;
       tile.classList.toggle("offline", !ok);
-      setTimeout(next, ok ? SNAPSHOT_MS : SNAPSHOT_MS * 2);
+      img.snapshotTimer = setTimeout(next, ok ? SNAPSHOT_MS : SNAPSHOT_MS * 2);
     }
     next();
   }
+  function stopSnapshots(img) { img.snapshots = (img.snapshots || 0) + 1; clearTimeout(img.snapshotTimer); }
 
   // A tiny signature of the picture: if it stops changing while the camera is live, the stream stalled.
   const canvas = document.createElement("canvas");
@@ -181,16 +187,38 @@
     if (zoom.hidden) return;
     zoom.hidden = true;
     stopFeed(zoomImg);
-    if (paused) { startFeed(paused.querySelector("img"), paused.dataset.camera); paused = null; }
+    if (paused && paused.dataset.visible === "1") startFeed(paused.querySelector("img"), paused.dataset.camera);
+    paused = null;
   }
   zoom.addEventListener("click", closeZoom);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeZoom(); });
 
+  // Only tiles in view are fed: a tile scrolled out of view closes its MJPEG connection or stops its
+  // snapshots, and one scrolled into view starts them (with 100+ cameras, a page of tiles costs what
+  // it shows). `data-visible` tells events.js which tiles to fetch events for.
+  function show(tile) {
+    const img = tile.querySelector("img");
+    tile.dataset.visible = "1";
+    if (img.dataset.mode === "mjpeg") { if (paused !== tile) startFeed(img, tile.dataset.camera); }
+    else startSnapshots(img, tile.dataset.camera);
+    document.dispatchEvent(new CustomEvent("framecast:tile-visible", { detail: tile }));
+  }
+  function hide(tile) {
+    const img = tile.querySelector("img");
+    tile.dataset.visible = "0";
+    if (img.dataset.mode === "mjpeg") stopFeed(img); else stopSnapshots(img);
+  }
+  const observer = new IntersectionObserver((entries) => entries.forEach((entry) => {
+    const visible = entry.isIntersecting;
+    if (visible !== (entry.target.dataset.visible === "1")) (visible ? show : hide)(entry.target);
+  }));
+
   tiles.forEach((tile, index) => {
     const img = tile.querySelector("img");
     const cam = tile.dataset.camera;
-    if (index < MJPEG_TILES) { img.dataset.mode = "mjpeg"; startFeed(img, cam); }
-    else { img.dataset.mode = "snapshot"; startSnapshots(img, cam); }
+    img.dataset.mode = index < MJPEG_TILES ? "mjpeg" : "snapshot";
+    tile.dataset.visible = "0";
+    observer.observe(tile);
     tile.addEventListener("click", () => openZoom(tile));
     const toggle = tile.querySelector(".motion-toggle");
     if (toggle) toggle.addEventListener("click", (e) => {
@@ -198,7 +226,7 @@
       const on = !motionView.has(cam);
       if (on) motionView.add(cam); else motionView.delete(cam);
       toggle.setAttribute("aria-pressed", String(on));
-      if (img.dataset.mode === "mjpeg") startFeed(img, cam);
+      if (img.dataset.mode === "mjpeg" && tile.dataset.visible === "1" && paused !== tile) startFeed(img, cam);
     });
   });
   refreshStats();

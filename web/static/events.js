@@ -132,20 +132,28 @@
     }));
   }
 
+  // Events are fetched only for tiles in view (dashboard.js keeps `data-visible`) of cameras with
+  // events configured (`data-events`): a camera without zones or lines has none to show.
+  const wantsEvents = (tile) => tile.dataset.events === "1" && tile.dataset.visible === "1";
+  async function loadEvents(tile) {
+    const cam = tile.dataset.camera;
+    try {
+      const response = await fetch(withToken("/api/events?camera=" + encodeURIComponent(cam) + "&limit=" + PER_CAMERA),
+                                   { headers, cache: "no-store" });
+      if (!response.ok) throw new Error(response.status);
+      renderEvents(tile, (await response.json()).events);
+    } catch (e) {
+      tile.querySelector(".events").dataset.error = String(e.message);
+    }
+  }
   async function refreshEvents() {
     for (const tile of document.querySelectorAll(".tile")) {
-      const cam = tile.dataset.camera;
-      try {
-        const response = await fetch(withToken("/api/events?camera=" + encodeURIComponent(cam) + "&limit=" + PER_CAMERA),
-                                     { headers, cache: "no-store" });
-        if (!response.ok) throw new Error(response.status);
-        renderEvents(tile, (await response.json()).events);
-      } catch (e) {
-        tile.querySelector(".events").dataset.error = String(e.message);
-      }
+      if (wantsEvents(tile)) await loadEvents(tile);
     }
     setTimeout(refreshEvents, EVENTS_MS);
   }
+  // A tile scrolled into view shows its events at once rather than at the next round.
+  document.addEventListener("framecast:tile-visible", (e) => { if (wantsEvents(e.detail)) loadEvents(e.detail); });
 
   // --- the clip player -----------------------------------------------------------------------------
   const player = document.getElementById("player");
