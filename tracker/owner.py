@@ -32,7 +32,7 @@ import redis
 from common import envelope, jpeg
 from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, describe_error
-from common.envelope import Detection, Frame
+from common.envelope import INSPECT_NONE, Detection, Frame
 from common.errors import EnvelopeError
 from common.keys import FRAME_FIELD, SKIPPED_FIELD, Keys
 from common.logs import camera_logger
@@ -48,6 +48,7 @@ from tracker.stage import CameraEvents, ClipRequest, CountChanges, Emitted, Reco
 from tracker.store import EventStore
 from tracker.webhooks import WebhookSender
 from worker.detect.annotate import draw_detections, draw_overlay
+from worker.detect.still import LastDrawing
 
 BATCH = 16  # entries read at once from each input stream
 BAD = (-1, -1)  # the frame of an entry that could not be parsed: it never holds the checkpoint back
@@ -124,6 +125,7 @@ class CameraOwner:
         self.cam = camera.id
         self.log = camera_logger("framecast.events", camera.id)
         self.account = out.account(camera.id)
+        self.still = LastDrawing(camera.motion.redraw_interval)  # frames nothing moved in: the last drawing
         keys = out.keys
         # Input streams by their names in the checkpoint's `ids`; `detected` until the next release.
         self.inputs = {"untracked": keys.untracked(camera.id), "detected": keys.untracked_legacy(camera.id)}
@@ -291,11 +293,17 @@ class CameraOwner:
     def _draw(self, record: Record, tracked: list[list]) -> bytes:
         if not tracked and not self.camera.overlay_enabled:
             return record.jpeg  # nothing to draw: the camera's JPEG, neither decoded nor re-encoded
+        if record.inspect == INSPECT_NONE and not self.camera.overlay_enabled:
+            still = self.still.reusable(tracked, record.ts)
+            if still is not None:  # nothing moved: the same tracks on the same picture but for noise
+                return still.jpeg
         image = jpeg.decode(record.jpeg)
         out = draw_detections(image, [Detection.from_list(d[:7]) for d in tracked], [d[7] for d in tracked])
         if self.camera.overlay_enabled:
             out = draw_overlay(out, self.cam, ts_ns=int(record.ts * 1e9), fps=self._fps())
-        return jpeg.encode(out, self.camera.jpeg_quality)
+        drawn = jpeg.encode(out, self.camera.jpeg_quality)
+        self.still.keep(drawn, [list(d) for d in tracked], record.ts)
+        return drawn
 
     def _fps(self) -> float | None:
         if len(self._recent) < 2:

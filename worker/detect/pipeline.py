@@ -29,6 +29,7 @@ from worker.detect.annotate import draw_detections, draw_overlay
 from worker.detect.base import Detector
 from worker.detect.factory import filter_detections
 from worker.detect.regions import detect_in_regions, plan_regions
+from worker.detect.still import LastDrawing
 
 Box = tuple[int, int, int, int]
 
@@ -107,15 +108,6 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-@dataclass(frozen=True, slots=True)
-class Drawing:
-    """A camera's newest annotated JPEG made by this process, with what it shows."""
-
-    jpeg: bytes
-    detections: list[Detection]
-    ts: int  # capture time (ns) of the frame drawn
-
-
 class FrameProcessor:
     """Detects and annotates one camera's frames with a shared detector. One per camera per process."""
 
@@ -124,7 +116,7 @@ class FrameProcessor:
         self.detector = detector
         self.model_side = max(detector.info.input_size)
         self.scene = Scene()
-        self.drawing: Drawing | None = None
+        self.still = LastDrawing(camera.motion.redraw_interval)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """The camera's filtered detections for a BGR image."""
@@ -176,9 +168,9 @@ class FrameProcessor:
         if found.image is None and not self.camera.overlay_enabled:
             if not shown:
                 return found.on(frame, frame.jpeg)  # nothing moved, nothing to draw: the camera's JPEG
-            still = self._still_drawing(frame, shown)
+            still = self.still.reusable(shown, frame.ts / 1e9)
             if still is not None:
-                age_ms = round((frame.ts - still.ts) / 1e6, 1)
+                age_ms = round((frame.ts / 1e9 - still.ts) * 1000, 1)
                 return found.on(frame, still.jpeg).annotated(still.jpeg, shown, picture_age_ms=age_ms)
         image = found.image
         if image is None:
@@ -186,16 +178,9 @@ class FrameProcessor:
         annotated = self.annotate(image, shown, fps=fps, ts_ns=frame.ts)
         annotated_ns = time.time_ns()
         out = jpeg.encode(annotated, self.camera.jpeg_quality)
-        if self.drawing is None or frame.ts >= self.drawing.ts:
-            self.drawing = Drawing(out, list(shown), frame.ts)
+        self.still.keep(out, list(shown), frame.ts / 1e9)
         result = found.on(frame, out)
         if shown is not found.detections:
             result = result.annotated(out, shown)
         return result.stamped(annotated=annotated_ns, reencoded=time.time_ns())
 
-    def _still_drawing(self, frame: Frame, shown: list[Detection]) -> Drawing | None:
-        """The last drawing, when it shows exactly `shown` and is younger than the redraw interval."""
-        drawing, interval_ns = self.drawing, int(self.camera.motion.redraw_interval * 1e9)
-        if drawing is None or drawing.detections != shown or not 0 <= frame.ts - drawing.ts < interval_ns:
-            return None
-        return drawing

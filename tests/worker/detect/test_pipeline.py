@@ -101,7 +101,7 @@ def test_a_still_frame_with_other_objects_than_the_drawing_is_drawn(detector, ca
     processor = FrameProcessor(gated, detector)
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     first = processor.process(_verdict(make_frame(image, seq=1, ts=10**12), "full"))
-    processor.drawing = replace(processor.drawing, detections=first.detections[:0])  # a drawing of an empty scene
+    processor.still.drawing = replace(processor.still.drawing, shows=first.detections[:0])  # a drawing of an empty scene
     still = processor.process(_verdict(make_frame(image, seq=2, ts=10**12 + 100_000_000), "none"))
     assert still.detections == first.detections and "reencoded" in still.meta["t"]
     assert "picture_age_ms" not in still.meta
