@@ -44,6 +44,7 @@ class SendLoop:
         self._closed = False
         self.rounds = 0  # pipelines sent (figures for tests and the benchmark)
         self.frame_rounds = 0  # of those, the ones that carried frames
+        self.passes = 0  # looks at the senders, whether or not they had anything to send
         self._thread = start_thread(self._run, name, cam=cam)
 
     def add(self, sender) -> None:
@@ -85,6 +86,7 @@ class SendLoop:
     def _round(self, senders: list) -> float:
         """Send one pipeline with every sender's ready part; seconds until a sender is next due."""
         now = time.monotonic()
+        self.passes += 1
         pipe = self.client.pipeline(transaction=False)
         parts = []
         for sender in senders:

@@ -65,6 +65,12 @@ BACKLOG_POLL = 0.05  # seconds between consumer-group readings while the sender 
 STATS_INTERVAL = 1.0  # seconds between stats writes of a camera with no frames to carry them
 
 
+def next_stats_tick(now: float) -> float:
+    """The next whole multiple of STATS_INTERVAL: every camera's stats fall due at the same instants,
+    so idle cameras cost the send loop one round a second, not one per camera."""
+    return (math.floor(now / STATS_INTERVAL) + 1) * STATS_INTERVAL
+
+
 @functools.cache
 def return_large_frames_to_the_system() -> bool:
     """Fix glibc's mmap threshold (once per process) so a freed frame's memory leaves the process at
@@ -108,7 +114,7 @@ class FrameSender:
         self._group = GroupBacklog()
         self._holding = False  # a backlog camera held back at the high-water mark
         self._poll_at = 0.0
-        self._stats_at = time.monotonic() + STATS_INTERVAL
+        self._stats_at = next_stats_tick(time.monotonic())
         self._last_id: bytes | None = None  # the newest entry this sender added
         self.due_at = math.inf  # when the loop should look at this sender again without a wake-up
         self.sent = 0
@@ -221,7 +227,7 @@ class FrameSender:
         if not self._batch and not self._queue:
             if now < self._stats_at:
                 return 0
-            self._stats_at = now + STATS_INTERVAL  # no frames to carry the counts: write them alone
+            self._stats_at = next_stats_tick(now)  # no frames to carry the counts: write them alone
             before = len(pipe)
             self.account.queue(pipe)
             if len(pipe) == before:
@@ -331,7 +337,7 @@ class FrameSender:
             self._failed(part, error)
             return
         self.account.settle(True)
-        self._stats_at = time.monotonic() + STATS_INTERVAL  # the figures went with the frames
+        self._stats_at = next_stats_tick(time.monotonic())  # the figures went with the frames
         self.sent += frames
         self._batch = []
         self._in_flight = 0

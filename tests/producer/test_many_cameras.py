@@ -207,3 +207,22 @@ def test_one_round_carries_every_cameras_frames_and_a_refused_key_fails_only_its
         for sender in senders.values():
             sender.close()
         loop.close()
+
+
+def test_idle_cameras_cost_the_send_loop_a_few_passes_a_second_not_one_per_camera(redis_url):
+    client = connect(redis_url)
+    loop = SendLoop(client)
+    stop = threading.Event()
+    senders = [FrameSender(client, Keys().frames(f"i{i}"), 100, CameraAccount(client, Keys(), f"i{i}"),
+                           camera_logger("test", f"i{i}"), capacity=8, backlog=False, stop=stop, loop=loop)
+               for i in range(100)]
+    try:
+        time.sleep(0.5)
+        passes = loop.passes
+        time.sleep(3.0)
+        # every 0.5 s idle, plus the shared stats tick once a second (one pass per camera would be 300)
+        assert loop.passes - passes <= 15, loop.passes - passes
+    finally:
+        for sender in senders:
+            sender.close()
+        loop.close()
