@@ -61,8 +61,8 @@ def _selected(st: WebState, figures: Figures) -> list[int]:
 def cameras():
     """Every configured camera with its live figures from this process's shared figures (web.figures):
     `?camera=` and `?status=` filter, `?limit=` and `?offset=` page; `total` counts the cameras that
-    match, `next_offset` (with a limit) where the next page starts (null on the last);
-    `registry_errors` when Redis refuses a registry."""
+    match, `next_offset` (with a limit) where the next page starts (null on the last),
+    `workers_live` the live workers; `registry_errors` when Redis refuses a registry."""
     st = state()
     try:
         limit = bounded_int("limit", 0, 1, MAX_CAMERAS_PAGE) or None
@@ -80,7 +80,7 @@ def cameras():
         body += [b',"next_offset":', json.dumps(following).encode()]
     if figures.registry_errors:
         body += [b',"registry_errors":', json.dumps(figures.registry_errors, sort_keys=True).encode()]
-    body += [b',"total":', str(len(chosen)).encode(), b"}"]
+    body += [b',"total":', str(len(chosen)).encode(), b',"workers_live":', str(figures.workers_live).encode(), b"}"]
     return Response(b"".join(body), mimetype="application/json")
 
 

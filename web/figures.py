@@ -68,6 +68,7 @@ class Figures:
     registry_errors: dict[str, str]
     frame_ms: dict[str, int | None]  # cam -> when its newest annotated frame was added (epoch ms)
     stale_after: dict[str, float]  # cam -> its staleness threshold (s)
+    workers_live: int  # live workers (for the dashboard's summary line)
 
     def camera(self, cam: str) -> dict:
         return self.cameras[self.index[cam]]
@@ -207,7 +208,7 @@ class SharedFigures:
                                          serving.get(cam, []), viewers.get(cam, 0)))
         return Figures(now, tuple(cameras), tuple(_serialise(c) for c in cameras),
                        {c["id"]: i for i, c in enumerate(cameras)}, dict(read.registry_errors),
-                       {cam: figures.frame_ms for cam, figures in read.cameras.items()}, thresholds)
+                       {cam: figures.frame_ms for cam, figures in read.cameras.items()}, thresholds, len(workers))
 
     def _summary(self, camera: CameraConfig, figures: CameraRead, now: float, threshold: float,
                  fps_in: float | None, fps_out: float | None, workers: list[str], viewers: int) -> dict:

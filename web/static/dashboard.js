@@ -141,13 +141,14 @@
 
   async function refreshStats() {
     try {
-      const response = await fetch(withToken("/api/cameras"), { headers, cache: "no-store" });
+      // Only the cameras in view: with hundreds of cameras the page asks for the figures it shows.
+      const inView = tiles.filter((tile) => tile.dataset.visible === "1").map((tile) => tile.dataset.camera);
+      const query = inView.length ? "?camera=" + inView.map(encodeURIComponent).join(",") : "?limit=1";
+      const response = await fetch(withToken("/api/cameras" + query), { headers, cache: "no-store" });
       if (!response.ok) throw new Error(response.status);
       const body = await response.json();
-      let workers = new Set();
       body.cameras.forEach((cam) => {
         live[cam.id] = cam.status;
-        cam.workers.forEach((w) => workers.add(w));
         const tile = document.querySelector('.tile[data-camera="' + CSS.escape(cam.id) + '"]');
         if (!tile) return;
         const status = tile.querySelector(".status");
@@ -164,7 +165,7 @@
       });
       document.dispatchEvent(new CustomEvent("framecast:cameras", { detail: body }));  // events.js: overlays, counts
       document.getElementById("summary").textContent =
-        body.cameras.length + " camera(s) · " + workers.size + " worker(s) · updated " + new Date().toLocaleTimeString();
+        tiles.length + " camera(s) · " + body.workers_live + " worker(s) · updated " + new Date().toLocaleTimeString();
     } catch (e) {
       document.getElementById("summary").textContent = "stats unavailable (" + e.message + "), retrying…";
     }
@@ -196,12 +197,15 @@
   // Only tiles in view are fed: a tile scrolled out of view closes its MJPEG connection or stops its
   // snapshots, and one scrolled into view starts them (with 100+ cameras, a page of tiles costs what
   // it shows). `data-visible` tells events.js which tiles to fetch events for.
+  let statsSoon = null;
   function show(tile) {
     const img = tile.querySelector("img");
     tile.dataset.visible = "1";
     if (img.dataset.mode === "mjpeg") { if (paused !== tile) startFeed(img, tile.dataset.camera); }
     else startSnapshots(img, tile.dataset.camera);
     document.dispatchEvent(new CustomEvent("framecast:tile-visible", { detail: tile }));
+    clearTimeout(statsSoon);
+    statsSoon = setTimeout(refreshStats, 200);  // its figures now, not at the next poll
   }
   function hide(tile) {
     const img = tile.querySelector("img");
