@@ -10,10 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cluster, fanout, latency, many_cameras_producer, motion, motion_pipeline, offline, workers
+from bench import cluster, fanout, latency, many_cameras_producer, many_cameras_web, motion, motion_pipeline, offline, workers
 from bench.harness import REPO, machine
 
-SUITES = ("workers", "latency", "fanout", "offline", "cluster", "motion", "motion_pipeline", "many_cameras_producer")
+SUITES = ("workers", "latency", "fanout", "offline", "cluster", "motion", "motion_pipeline", "many_cameras_producer",
+          "many_cameras_web")
 
 
 def _fmt(value) -> str:
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 results = motion.run(work / "motion", repeats, quick=args.quick)
             elif suite == "many_cameras_producer":
                 results = many_cameras_producer.run(work / "many_cameras_producer", quick=args.quick)
+            elif suite == "many_cameras_web":
+                results = many_cameras_web.run(work / "many_cameras_web", quick=args.quick)
             else:
                 results = motion_pipeline.run(work / "motion_pipeline", quick=args.quick)
             for result in results:
