@@ -350,7 +350,14 @@ def test_web_readiness_probe_sends_the_token_and_asks_readyz(docs, settings, red
         for cam in settings.cameras:
             frame = Frame(cam.id, 1, 0, time.time_ns(), 64, 48, jpeg, [], {})
             client.xadd(keys.annotated(cam.id), {FRAME_FIELD: envelope.encode(frame)})
-        ready = _probe(command, {**base, "FRAMECAST_WEB_TOKEN": token})
+        # /readyz reads the web process's shared camera figures, recomputed once per
+        # web.figures_interval (1 s): the probe turns ready within that interval, not at once.
+        deadline = time.monotonic() + 10
+        while True:
+            ready = _probe(command, {**base, "FRAMECAST_WEB_TOKEN": token})
+            if ready.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
         assert ready.returncode == 0, ready.stderr
     finally:
         client.close()
