@@ -39,6 +39,7 @@ from common.events_config import (
     events_dir_refusal,
 )
 from common.motion_config import MotionConfig
+from common.video_config import VideoConfig
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
 from common.yamlfile import load_yaml
@@ -229,6 +230,10 @@ class WorkerConfig(ConfigModel):
     claim_idle_ms: int = Field(5000, ge=100, description="reclaim frames pending this long on a dead consumer")
     dead_consumer_after: float = Field(60.0, gt=0, description="seconds idle before a consumer is removed")
     heartbeat_ttl: float = Field(10.0, gt=0, description="seconds a heartbeat stays valid")
+    readers_per_camera: int = Field(
+        2, ge=0, le=1000, description="workers that read each camera, chosen by rendezvous hashing over the "
+        "live workers (any of them takes any frame); 0: every worker reads every camera. Workers started "
+        "for named cameras (--camera) read exactly those")
     block_ms: int = Field(1000, ge=10, le=5000, description="XREADGROUP block time (below the socket timeout)")
     max_frame_pixels: int = Field(
         33_177_600, ge=1, description="frames whose JPEG header claims more pixels are dead-lettered "
@@ -307,6 +312,7 @@ class Settings(ConfigModel):
     producer: ProducerConfig = Field(default_factory=ProducerConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
     events: EventStorageConfig = Field(default_factory=EventStorageConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list)

@@ -91,6 +91,27 @@ class Keys:
         `zone:<name>:<label>` (current count)."""
         return self._cam("counts", camera_id)
 
+    # Live video (H.264, fragmented MP4): the camera's encoding owner writes, web processes read.
+    def video(self, camera_id: str) -> str:
+        """Stream (MAXLEN ~video.fragments_maxlen): the camera's fMP4 fragments, one per frame
+        (common/video.py gives the fields); each generation starts at a keyframe."""
+        return self._cam("video", camera_id)
+
+    def video_init(self, camera_id: str) -> str:
+        """Hash: the init segment (ftyp+moov) of the current generation of the camera's video, its
+        generation, codec string and size (common/video.py)."""
+        return self._cam("videoinit", camera_id)
+
+    def encoder_lease(self, camera_id: str) -> str:
+        """String: the camera's encoding lease, '<owner>:<token>' with a TTL (tracker/lease.py's
+        Lease); '<key>:token' counts the fencing tokens, the generation of what the owner writes."""
+        return self._cam("encoder", camera_id)
+
+    def video_viewers(self, camera_id: str) -> str:
+        """Sorted set: web process id -> until when (epoch s) someone there watches the camera's
+        H.264 view; the encoder encodes while a member is in the future."""
+        return self._cam("viewers", camera_id)
+
     # Global registries share one hash tag so they can be read together.
     @property
     def workers(self) -> str:
