@@ -11,11 +11,12 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-PACKAGES = ("common", "producer", "worker", "tracker", "web", "framecast")  # shipped in the wheel
+PACKAGES = ("common", "producer", "worker", "tracker", "encoder", "web", "framecast")  # shipped in the wheel
 UNSHIPPED = ("testsupport", "tests", "bench")
 # What each shipped package may import of ours besides itself (a package, or a package's subpackage):
 # `common` is the contract, no service imports another but for the tracker's use of the vision
-# library (`worker.detect`; the worker never imports the tracker), and only the CLI (`framecast`)
+# library (`worker.detect`; the worker never imports the tracker) and the encoder's of the tracker's
+# fencing lease (`tracker.lease`: one lease implementation), and only the CLI (`framecast`)
 # knows every service. Nothing shipped imports UNSHIPPED, which the wheel and the image leave out.
 MAY_IMPORT = {
     "common": set(),
@@ -23,7 +24,8 @@ MAY_IMPORT = {
     "web": {"common"},
     "worker": {"common"},
     "tracker": {"common", "worker.detect"},
-    "framecast": {"common", "producer", "worker", "tracker", "web"},
+    "encoder": {"common", "tracker.lease"},
+    "framecast": {"common", "producer", "worker", "tracker", "encoder", "web"},
 }
 
 
