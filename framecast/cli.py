@@ -10,6 +10,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "producer": ("producer.main", "publish camera frames to Redis"),
     "worker": ("framecast.worker_role", "detect objects in published frames"),
     "tracker": ("tracker.main", "track event cameras apart from detection (`worker --no-tracker`)"),
+    "encoder": ("encoder.main", "encode watched cameras' H.264 live view apart from detection (`worker --no-encoder`)"),
     "web": ("web.main", "serve the dashboard, MJPEG feeds and APIs"),
     "process": ("worker.offline.main", "annotate a recorded video file"),
     "up": ("framecast.up", "run the whole pipeline on this machine under supervisord"),
