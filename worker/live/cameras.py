@@ -51,6 +51,7 @@ class ServedCamera:
         self.refused_key: str | None = None  # the key Redis refuses
         self.retry_at = 0.0  # when a camera out of service is read again
         self.paused_until = 0.0  # its cluster node is unreachable (failing over): read it again then
+        self.assigned = True  # read by this worker (a pool worker reads the cameras the ranking gives it)
         self._refusals = 0  # since it was last in service: picks the next retry delay
         self._unreachable = ThrottledLog(UNREACHABLE_LOG_INTERVAL)
 
@@ -71,6 +72,10 @@ class ServedCamera:
     def out_of_service(self) -> bool:
         """Whether Redis refuses one of its keys (until a read or write of them goes through again)."""
         return self.refusal is not None
+
+    def serving(self, now: float) -> bool:
+        """Whether the worker reads the camera now: assigned to it and readable."""
+        return self.assigned and self.readable(now)
 
     def readable(self, now: float) -> bool:
         """False while the camera is out of service (a key Redis refuses), until its retry is due, or

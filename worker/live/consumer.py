@@ -1,8 +1,11 @@
 """The detector worker loop: read camera frames through a consumer group, process, publish, ack.
 
-One loop serves all of a process's cameras: one XREADGROUP over their streams on a single server,
-one per hash slot on a Redis Cluster (`reads.py`). Live cameras keep latency bounded: of the entries
-read at once only the newest is processed, and a frame older than max_frame_age is acked and skipped.
+One loop serves a process's cameras: those the rendezvous ranking over the live workers assigns it
+(`assignment.py`, `worker.readers_per_camera` readers per camera), or exactly the cameras it was
+started for (`--camera`). One XREADGROUP over their streams on a single server, one per hash slot on
+a Redis Cluster (`reads.py`). Live cameras keep latency bounded: of the entries read at once only the
+newest is processed, the frames of a pass are processed oldest capture first across cameras, and a
+frame older than max_frame_age when its turn comes is acked and skipped.
 Backlog cameras process every frame, one at a time (a few at a time over a slow link). Every entry is
 acknowledged, bad ones after a copy to the camera's dead-letter stream, and each entry's count goes
 to the camera's stats in the same transaction as its XACK, so the counts match the records exactly
@@ -33,6 +36,7 @@ from common.stats import Figure
 from common.text import as_str
 from worker.detect.pipeline import FrameDecodeError
 from worker.live import groups, metrics
+from worker.live.assignment import POOL_FIELD, Assignment
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
 from worker.live.publisher import Publication, Publisher
@@ -43,17 +47,20 @@ UNREACHABLE_PAUSE = 0.5  # seconds a camera whose cluster node does not answer i
 DEAD_CONSUMER_INTERVAL = 10.0
 SKIP_LOG_INTERVAL = 10.0
 DEADLETTER_MAX_BYTES = 1 << 20
+ASSIGNMENT_INTERVAL = 1.0  # seconds between readings of the worker registry (a pool worker's cameras)
 
 
 class Worker:
     """Serves `cameras` until `stop` is set. Library first: `framecast worker` is a thin CLI over it.
 
     Building a Worker loads the cameras' detectors (one per distinct detection config); `run` needs
-    Redis only once it starts, and waits for it with backoff when it is down.
+    Redis only once it starts, and waits for it with backoff when it is down. A worker of the pool
+    (`dedicated` False, what `framecast worker` without --camera runs) reads the cameras the ranking
+    over the live pool workers assigns it; a dedicated one reads every camera it is given.
     """
 
     def __init__(self, settings: Settings, cameras: list[CameraConfig], client: redis.Redis,
-                 stop: threading.Event, name: str | None = None):
+                 stop: threading.Event, name: str | None = None, dedicated: bool = False):
         self.settings = settings
         self.client = client
         self.stop = stop
@@ -63,6 +70,9 @@ class Worker:
         self.cams = {c.id: ServedCamera(c, settings, client, self.name) for c in cameras}
         self.by_stream = {served.frames_key: served for served in self.cams.values()}
         self.reader = FrameReader(client, self.name, list(self.cams.values()))
+        self.assignment = Assignment(client, self.keys, self.name, self.cams,
+                                     0 if dedicated else self.cfg.readers_per_camera)
+        self._releasing: set[str] = set()  # cameras no longer assigned whose consumer is still in the group
         self.publisher: Publisher | None = None  # started by `run`
         self._throttled = ThrottledLog(60.0)
         self._busy = False  # the last read returned entries: read again without blocking
@@ -131,8 +141,7 @@ class Worker:
         self._periodic()
         batches = self._read()
         self._busy = bool(batches)
-        for served, entries in batches:
-            self._handle_batch(served, entries)
+        self._work_through(batches)
 
     def _read(self) -> list[tuple[ServedCamera, list]]:
         """Block until frames arrive when idle; while frames keep coming, read without blocking so a
@@ -224,6 +233,8 @@ class Worker:
         """Heartbeat, reclaiming, lag and consumer clean-up, each at its own interval."""
         if self._is_due("heartbeat", self.cfg.heartbeat_ttl / 3):
             self._heartbeat()
+        if self.assignment.enabled and self._is_due("assignment", ASSIGNMENT_INTERVAL):
+            self._reassign()
         if self._is_due("reclaim", self.cfg.claim_idle_ms / 2000):
             self._reclaim()
         if self._is_due("lag", LAG_INTERVAL):
@@ -249,7 +260,59 @@ class Worker:
 
     def _serving(self) -> list[ServedCamera]:
         now = time.monotonic()
-        return [s for s in self.cams.values() if s.readable(now)]
+        return [s for s in self.cams.values() if s.serving(now)]
+
+    # ---- the cameras assigned to this worker -------------------------------------------------------
+    def _reassign(self) -> None:
+        """Read the pool of live workers and take up or leave cameras as the ranking says; then take this
+        worker's consumer out of the groups of the cameras it left once it holds nothing there."""
+        try:
+            changed = self.assignment.refresh()
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            if isinstance(exc, CONNECTION_ERRORS) and not self.reader.streams.cluster:
+                raise
+            if self._throttled.due("assignment"):  # the last assignment stands meanwhile
+                self.log.error("could not read the worker registry; keeping this worker's cameras",
+                               extra={"error": describe_error(exc)})
+            return
+        if changed:
+            mine = self.assignment.cameras
+            for cam, served in self.cams.items():
+                if served.assigned and cam not in mine:
+                    self._releasing.add(cam)
+                elif cam in mine:
+                    self._releasing.discard(cam)
+                served.assigned = cam in mine
+            self.log.info("cameras assigned", extra={"cameras": sorted(mine), "workers": list(self.assignment.pool)})
+        if self._releasing:
+            self._release()
+
+    def _release(self) -> None:
+        """Delete this worker's consumer from the groups of the cameras it no longer reads, for those where
+        it holds no pending entry (its frames published and acked; nothing can add one, as it neither
+        reads nor claims them any more, nor has a read in flight naming them). Two pipelined round trips."""
+        in_flight = self.reader.streams_in_flight()
+        cams = [cam for cam in sorted(self._releasing) if self.cams[cam].frames_key not in in_flight]
+        if not cams:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for cam in cams:
+                pipe.xpending_range(self.cams[cam].frames_key, WORKER_GROUP, "-", "+", 1, consumername=self.name)
+            pending = pipe.execute(raise_on_error=False)
+            idle = [cam for cam, reply in zip(cams, pending, strict=True) if isinstance(reply, list) and not reply]
+            if idle:
+                pipe = self.client.pipeline(transaction=False)
+                for cam in idle:
+                    pipe.xgroup_delconsumer(self.cams[cam].frames_key, WORKER_GROUP, self.name)
+                pipe.execute(raise_on_error=False)
+        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
+            if isinstance(exc, CONNECTION_ERRORS) and not self.reader.streams.cluster:
+                raise
+            return  # tried again at the next reading of the registry
+        for cam, reply in zip(cams, pending, strict=True):
+            if isinstance(reply, list) and not reply or groups.is_missing_group(reply):
+                self._releasing.discard(cam)
 
     def _heartbeat(self) -> None:
         try:
@@ -264,11 +327,14 @@ class Worker:
                                extra={"error": describe_error(exc)})
 
     def _send_heartbeat(self) -> None:
+        reading = {cam: s for cam, s in self.cams.items() if s.assigned}
         heartbeat(self.client, self.keys, "worker", self.name, {
-            "host": socket.gethostname(), "pid": os.getpid(), "cameras": sorted(self.cams),
-            "modes": {cam: s.camera.mode for cam, s in self.cams.items()},
+            "host": socket.gethostname(), "pid": os.getpid(), "cameras": sorted(reading),
+            POOL_FIELD: self.assignment.enabled,  # reads the cameras the ranking over the pool assigns it
+            "modes": {cam: s.camera.mode for cam, s in reading.items()},
             "model": sorted({s.model_name for s in self.cams.values()}),
-            "fps": {cam: round(s.processed_fps(), 2) for cam, s in self.cams.items()},
+            "fps": {cam: round(s.processed_fps(), 2) for cam, s in self.cams.items()
+                    if s.assigned or cam in self._releasing},
             "processed": self.processed,
             "last_frame_ts": max((s.last_frame_ts for s in self.cams.values()), default=0.0),
             "errors": {cam: s.refusal for cam, s in self.cams.items() if s.out_of_service},  # cameras out of service
@@ -291,13 +357,11 @@ class Worker:
                 if not served.live:
                     served.log.error("frames lost: trimmed from the stream before a worker acknowledged them",
                                      extra={"frames": len(deleted)})
-            for entry_id, fields in entries:
-                self._handle(served, entry_id, fields)
+            self._work_through([(served, entries)])
 
     def _shutdown(self) -> None:
         try:  # a pass read ahead was delivered to this consumer: handle it too
-            for stream, entries in self.reader.finish():
-                self._handle_batch(self.by_stream[stream], entries)
+            self._work_through([(self.by_stream[stream], entries) for stream, entries in self.reader.finish()])
         except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
             self.log.warning("the read ahead failed at exit", extra={"error": describe_error(exc)})
         if self.publisher is not None and not self.publisher.close():
@@ -311,20 +375,33 @@ class Worker:
         self.log.info("worker stopped", extra={"processed": self.processed})
 
     # ---- per entry -----------------------------------------------------------------------------------
-    def _handle_batch(self, served: ServedCamera, entries: list) -> None:
-        started = time.monotonic()
-        if served.live and len(entries) > 1:
-            # The worker fell behind: the older entries of the batch are superseded by the newest.
-            stale = [eid for eid, _ in entries[:-1]]
-            self._skip(served, stale, entries[:-1])
-            entries = entries[-1:]
-        for entry_id, fields in entries:
-            self._handle(served, entry_id, fields)
-        self.reader.pace.frames_took(time.monotonic() - started, len(entries))
+    def _work_through(self, batches: list[tuple[ServedCamera, list]]) -> None:
+        """Handle the entries of one pass (or of a reclaim), the oldest capture first across cameras.
 
-    def _handle(self, served: ServedCamera, entry_id: bytes | str, fields: dict) -> None:
-        """Process one entry and have it acknowledged (by the publishing thread), whatever happens to it."""
-        read_ns = time.time_ns()  # the `read` mark: the worker takes the entry up
+        A live camera's older entries of a batch are superseded by its newest and skipped. The rest are
+        decoded first (a bad entry is dead-lettered there) and processed by capture time, so a camera at
+        the end of a many-camera read waits no longer than its frame's age says: the frame that has
+        waited longest goes next, and one that is too old by its turn is skipped as stale."""
+        started = time.monotonic()
+        turns: list[tuple[int, int, ServedCamera, str, bytes, envelope.Frame]] = []
+        for served, entries in batches:
+            if served.live and len(entries) > 1:
+                # The worker fell behind: the older entries of the batch are superseded by the newest.
+                stale = [eid for eid, _ in entries[:-1]]
+                self._skip(served, stale, entries[:-1])
+                entries = entries[-1:]
+            for entry_id, fields in entries:
+                admitted = self._admit(served, entry_id, fields)
+                if admitted is not None:
+                    turns.append((admitted[2].ts, len(turns), served, *admitted))
+        turns.sort(key=lambda turn: turn[:2])  # capture time, then the order read (a camera's own order)
+        for _, _, served, eid, data, frame in turns:
+            self._process(served, eid, data, frame)
+        self.reader.pace.frames_took(time.monotonic() - started, len(turns))
+
+    def _admit(self, served: ServedCamera, entry_id: bytes | str,
+               fields: dict) -> tuple[str, bytes, envelope.Frame] | None:
+        """The entry's id, bytes and frame, or None when it is no frame of this camera (dead-lettered)."""
         eid = as_str(entry_id)
         data = fields.get(FRAME_FIELD) if fields else None
         if data is None:
@@ -338,6 +415,11 @@ class Worker:
             return self._dead_letter(served, eid, data, str(exc), "envelope")
         if frame.cam != served.cam:
             return self._dead_letter(served, eid, data, f"frame of camera {frame.cam!r} in this stream", "envelope")
+        return eid, data, frame
+
+    def _process(self, served: ServedCamera, eid: str, data: bytes, frame: envelope.Frame) -> None:
+        """Process one frame and have it acknowledged (by the publishing thread), whatever happens to it."""
+        read_ns = time.time_ns()  # the `read` mark: the worker takes the entry up
         if served.live and time.time_ns() - frame.ts > served.max_age_ns:
             return self._skip(served, [eid], [data])
         frame = frame.stamped(read=read_ns)

@@ -17,7 +17,7 @@ import redis
 
 from common import threads
 from common.config import CameraConfig, Settings
-from common.service import add_common_args, fail, start_metrics
+from common.service import add_common_args, camera_ids, fail, start_metrics
 from common.startup import start_serving
 from worker.detect import ModelError
 from worker.live.consumer import Worker
@@ -46,7 +46,8 @@ def serve(args: argparse.Namespace, *, beside: Beside | None = None) -> int:
     if client is None:  # stopped while waiting for Redis
         return 0
     try:
-        worker = Worker(settings, cameras, client, stop)
+        # started for named cameras (--camera, $FRAMECAST_CAMERAS): reads exactly those, else the pool's share
+        worker = Worker(settings, cameras, client, stop, dedicated=camera_ids(args) is not None)
     except ModelError as exc:
         fail(exc)
     start_metrics(settings)

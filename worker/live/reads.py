@@ -215,10 +215,10 @@ class FrameReader:
         return Pass(reads, found, refused)
 
     def plan(self, idle: bool) -> list[Read]:
-        """The reads of one pass over the cameras in service: idle, one read over every stream (per
+        """The reads of one pass over the cameras assigned and in service: idle, one read over every stream (per
         slot on a cluster); busy, live and backlog streams apart, each with its own count."""
         now = time.monotonic()
-        serving = [s for s in self.by_stream.values() if s.readable(now)]
+        serving = [s for s in self.by_stream.values() if s.serving(now)]
         kinds = [serving] if idle else [[s for s in serving if s.live], [s for s in serving if not s.live]]
         backlog_count = self.pace.backlog_count()
         reads = []
@@ -227,6 +227,10 @@ class FrameReader:
                 backlog = any(not self.by_stream[stream].live for stream in streams)
                 reads.append(Read(tuple(streams), backlog_count if backlog else LIVE_BATCH))
         return reads
+
+    def streams_in_flight(self) -> set[str]:
+        """The streams a pass sent ahead names (its entries may still be delivered to this consumer)."""
+        return {stream for read in self._ahead[0] for stream in read.streams} if self._ahead else set()
 
     def finish(self) -> list[tuple[str, list]]:
         """At shutdown: the entries of a pass sent ahead (to be handled, they were delivered to this
