@@ -2,7 +2,9 @@
 workers and the web tier (gunicorn), each logged in as its own ACL user, run the pipeline end to end
 with not one command refused (ACL LOG stays empty, so a code change that needs a new command fails
 here); a real `framecast tracker` as the tracker user then tracks the event camera that a
-`--no-tracker` worker detects; and each user is refused, with NOPERM, what its role must not do."""
+`--no-tracker` worker detects; a worker, then a `framecast encoder` as the worker user, encodes the
+live video a viewer announced as the web user asks for, which the web user reads; and each user is
+refused, with NOPERM, what its role must not do."""
 
 from __future__ import annotations
 
@@ -108,10 +110,11 @@ class Services:
         return redis.Redis(host="127.0.0.1", port=self.redis.port, username=role, password=self.passwords[role],
                            **kwargs)
 
-    def start(self, name: str, role: str, *args: str, instance: str | None = None) -> None:
+    def start(self, name: str, role: str, *args: str, instance: str | None = None, user: str | None = None) -> None:
+        """Run `framecast <role>` logged in as ACL user `user` (by default the role's own)."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("FRAMECAST_", "REDIS_")) or k == "FRAMECAST_CACHE_DIR"}
-        env.update(REDIS_URL=self.url(role), FRAMECAST_LOG_FORMAT="text")
+        env.update(REDIS_URL=self.url(user or role), FRAMECAST_LOG_FORMAT="text")
         if instance:
             env["FRAMECAST_INSTANCE_ID"] = instance
         with (self.tmp / f"{name}.log").open("wb") as log:
@@ -254,6 +257,40 @@ def test_a_tracker_tracks_the_event_camera_as_its_own_user_with_nothing_refused(
     raw.close()
 
 
+def test_the_live_video_is_encoded_as_the_worker_user_and_read_as_the_web_user(services):
+    """A viewer announced as the web user (ZADD on the camera's viewers) makes a worker encode the
+    door camera (its encoder lease, fenced writes of fragments and init); the web user reads them
+    back; a `framecast encoder`, logged in as the worker user too, takes the camera over when that
+    worker stops. Nothing is refused."""
+    admin = services.client("admin", decode_responses=True)
+    web = services.client("web")
+    encoder = "encoder-acl"
+
+    def announce():
+        web.zadd("fc:viewers:{door}", {"web-acl": time.time() + 30})
+        return True
+
+    announce()
+    _wait(lambda: admin.xlen("fc:video:{door}") >= 5, 60, "fragments of the door camera", services.logs)
+    init = web.hgetall("fc:videoinit:{door}")
+    fragments = [fields for _, fields in web.xrange("fc:video:{door}")]
+    assert init[b"init"][4:8] == b"ftyp" and int(init[b"w"]) > 0
+    assert fragments and all(f[b"m"][4:8] == b"moof" for f in fragments)
+    generation = int(init[b"g"])
+
+    services.start("encoder", "encoder", instance=encoder, user="worker")  # the encoder role's user
+    assert services.end("worker-3") in (0, None), services.logs()  # it releases the camera on its way out
+    _wait(lambda: announce() and (admin.get("fc:encoder:{door}") or "").startswith(f"{encoder}:"), 30,
+          "the encoder took the door camera's video", services.logs)
+    _wait(lambda: int(web.hget("fc:videoinit:{door}", "g") or 0) > generation, 30,
+          "the encoder's own generation", services.logs)
+    web.zrem("fc:viewers:{door}", "web-acl")
+    assert services.procs["encoder"].poll() is None, services.logs()
+    assert _denials(admin) == [], services.logs()
+    admin.close()
+    web.close()
+
+
 # What each role must not do: (user, command). Every one must be refused with NOPERM.
 FORBIDDEN_EVERYONE = [("CONFIG", "GET", "*"), ("CONFIG", "SET", "maxmemory", "1"), ("FLUSHALL",), ("FLUSHDB",),
                       ("KEYS", "*"), ("SCAN", "0"), ("ACL", "LIST"), ("ACL", "SETUSER", "x", "on"),
@@ -270,6 +307,8 @@ FORBIDDEN = {
         ("DEL", "fc:frames:{door}"),
         ("HSET", "fc:{registry}:worker:w1", "pid", "1"),
         ("ZADD", "fc:{registry}:workers", "1", "w1"),
+        ("ZADD", "fc:viewers:{door}", "1", "p1"),
+        ("XADD", "fc:video:{door}", "*", "m", "x"),
     ],
     "worker": [
         ("XADD", "fc:frames:{door}", "*", "f", "x"),
@@ -279,6 +318,10 @@ FORBIDDEN = {
         ("HSET", "fc:{registry}:producer:p1", "pid", "1"),
         ("ZADD", "fc:{registry}:producers", "1", "p1"),
         ("XGROUP", "DESTROY", "fc:frames:{door}", "detectors"),
+        ("ZADD", "fc:viewers:{door}", "1", "w1"),  # only the web tier announces viewers
+        ("XRANGE", "fc:video:{door}", "-", "+"),
+        ("XTRIM", "fc:video:{door}", "MAXLEN", "0"),
+        ("XTRIM", "fc:annotated:{door}", "MAXLEN", "0"),
     ],
     "tracker": [  # it reads the untracked streams and writes its own keys, nothing of the frames' side
         ("XADD", "fc:untracked:{door}", "*", "f", "x"),
@@ -296,6 +339,8 @@ FORBIDDEN = {
         ("HSET", "fc:{registry}:worker:t1", "pid", "1"),
         ("ZADD", "fc:{registry}:workers", "1", "t1"),
         ("EVALSHA", "0" * 40, "1", "fc:frames:{door}"),
+        ("SET", "fc:encoder:{door}", "t:1"),  # the tracker user hosts no encoder
+        ("XADD", "fc:video:{door}", "*", "m", "x"),
     ],
     "web": [
         ("XADD", "fc:frames:{door}", "*", "f", "x"),
@@ -306,6 +351,11 @@ FORBIDDEN = {
         ("XGROUP", "CREATE", "fc:frames:{door}", "web", "$"),
         ("XREADGROUP", "GROUP", "detectors", "web", "STREAMS", "fc:frames:{door}", ">"),
         ("XRANGE", "fc:deadletter:{door}", "-", "+"),
+        ("XADD", "fc:video:{door}", "*", "m", "x"),
+        ("HSET", "fc:videoinit:{door}", "init", "x"),
+        ("DEL", "fc:videoinit:{door}"),
+        ("SET", "fc:encoder:{door}", "web:1"),
+        ("DEL", "fc:viewers:{door}"),
     ],
 }
 CASES = [(role, cmd) for role in SERVICES for cmd in FORBIDDEN[role] + FORBIDDEN_EVERYONE]
