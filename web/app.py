@@ -12,7 +12,7 @@ from common.config import Settings
 from common.connection import CONNECTION_ERRORS, connect_to, describe_error
 from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
-from web import api, auth, eventfeed, events, health, pages, video
+from web import api, auth, eventfeed, events, health, live_video, pages, video
 from web import metrics as web_metrics
 from web.broadcaster import Broadcaster
 from web.figures import SharedFigures
@@ -20,12 +20,14 @@ from web.followers import Followers
 from web.limits import StreamLimit
 from web.refused_keys import RefusedKeyError
 from web.state import EXTENSION, WebState
+from web.video_broadcaster import VideoBroadcaster
 
 # The dashboard loads its own script and stylesheet, fetches the APIs, shows MJPEG and snapshot
-# pictures from this origin (snapshots as blob: URLs), plays event clips from it, and nothing else;
+# pictures from this origin (snapshots as blob: URLs), plays event clips from it and the H.264 live
+# view (a MediaSource behind a blob: URL), and nothing else;
 # nobody may frame it.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-                           "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+                           "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -54,9 +56,10 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
         SharedFigures(settings, client, keys,
                       lambda: web_metrics.viewers_per_camera(broadcaster.viewer_counts()), stopping),
         stopping,
+        VideoBroadcaster(client, keys, settings.video, settings.web.reader_linger),
     )
     auth.install(app, settings)
-    for module in (pages, video, api, events, eventfeed, health):
+    for module in (pages, video, live_video, api, events, eventfeed, health):
         app.register_blueprint(module.bp)
     app.after_request(_add_security_headers)
 

@@ -14,6 +14,7 @@ from web.broadcaster import Broadcaster
 from web.figures import SharedFigures
 from web.followers import Followers
 from web.limits import StreamLimit
+from web.video_broadcaster import VideoBroadcaster
 
 EXTENSION = "framecast"  # the key of WebState in app.extensions
 
@@ -31,12 +32,15 @@ class WebState:
     feed_limit: StreamLimit  # followed streams per client: the same cap, counted apart
     figures: SharedFigures  # the camera figures, once per interval for every caller
     stopping: threading.Event = field(default_factory=threading.Event)
+    video: VideoBroadcaster | None = None  # the H.264 viewers' feeds (web.live_video)
 
     def shutdown(self) -> None:
-        """End every stream (MJPEG viewers, followed detections) and the figures' refresher so the
+        """End every stream (MJPEG and H.264 viewers, followed detections) and the figures' refresher so the
         process can exit promptly (SIGTERM in production)."""
         self.stopping.set()
         self.broadcaster.close()
+        if self.video is not None:
+            self.video.close()
         self.followers.close()
 
 
