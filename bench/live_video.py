@@ -194,3 +194,301 @@ def _bytes_result(clip: dict, enc: dict, q: dict, video: VideoConfig) -> dict:
             "target": f"H.264 bytes/s <= {MJPEG_TARGET} x MJPEG's at SSIM >= {SSIM_TARGET} (mean over frames, "
                       "luma, vs the annotated JPEGs)",
             "met": ratio <= MJPEG_TARGET and q["ssim_mean"] >= SSIM_TARGET and q["decoded"] == len(frames)}
+
+
+def _cpu_result(clip: dict, enc: dict, idle: dict) -> dict:
+    encoder_ms = enc["decode_cpu_ms"] + enc["add_cpu_ms"]
+    ratio = encoder_ms / clip["detect_cpu_ms"]
+    ratio_add = enc["add_cpu_ms"] / clip["detect_cpu_ms"]
+    figures = {"frames": len(clip["frames"]), "detect_cpu_ms_per_frame": clip["detect_cpu_ms"],
+               "worker_process_cpu_ms_per_frame": clip["worker_cpu_ms"],
+               "encoder_jpeg_decode_cpu_ms": enc["decode_cpu_ms"], "fragmenter_add_cpu_ms": enc["add_cpu_ms"],
+               "encoder_cpu_ms_per_frame": encoder_ms, "fragmenter_add_vs_detect": ratio_add,
+               "encoder_vs_detect": ratio, **idle}
+    quiet = idle.get("idle_video_entries") == 0 and idle.get("idle_frames_encoded") == 0
+    return {"name": "live video encoder CPU per frame vs detection, and no encoding while nobody watches "
+                    "(real redis + producer + framecast worker + framecast web)",
+            "unit": "CPU ms per frame, entries, s", "figures": figures,
+            "target": f"encoder CPU (JPEG decode + Fragmenter.add) per frame <= {CPU_TARGET} x detection CPU; "
+                      "0 fragments and 0 frames encoded while unwatched; fragments while watched; stops after",
+            "met": ratio <= CPU_TARGET and quiet and idle.get("watched_video_entries", 0) > 0
+                   and bool(idle.get("stopped_after_leave"))}
+
+
+# ---- processes ----------------------------------------------------------------------------------------
+def _serve_web(cluster: Cluster, port: int, name: str) -> subprocess.Popen:
+    log = open(cluster.workdir / f"web-{name}.log", "w")  # noqa: SIM115 - lives as long as the server
+    cmd = [sys.executable, "-m", "framecast", "web", "--config", str(cluster.config), "--host", "127.0.0.1",
+           "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    cluster.procs.append(proc)  # ended by cluster.close (terminate, wait, kill) by its own handle
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return True
+        except OSError:
+            return False
+
+    if not cluster.wait_for(up, 60):
+        raise RuntimeError(f"framecast web did not start; see {cluster.workdir}")
+    return proc
+
+
+def _boxes(buffer: bytearray) -> tuple[list[bytes], int]:
+    """The whole top-level MP4 boxes at the start of `buffer`: their types, and the bytes they span."""
+    kinds, at = [], 0
+    while len(buffer) - at >= 8:
+        size = int.from_bytes(buffer[at:at + 4], "big")
+        kind = bytes(buffer[at + 4:at + 8])
+        if size == 1:
+            if len(buffer) - at < 16:
+                break
+            size = int.from_bytes(buffer[at + 8:at + 16], "big")
+        if size < 8:
+            raise ValueError(f"bad MP4 box size {size} ({kind!r})")
+        if len(buffer) - at < size:
+            break
+        kinds.append(kind)
+        at += size
+    return kinds, at
+
+
+async def _view_mp4(port: int, path: str, stop: asyncio.Event, counts: list[int], index: int,
+                    status: list) -> None:
+    """One H.264 viewer: reads the chunked fMP4 body, counts the moof boxes it receives."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status[index] = int(head.split(b" ", 2)[1])
+        chunked = b"chunked" in head.lower()
+        buffer = bytearray()
+        while not stop.is_set():
+            if chunked:
+                size = int((await reader.readline()).strip() or b"0", 16)
+                if size == 0:
+                    break
+                buffer += await reader.readexactly(size)
+                await reader.readexactly(2)
+            else:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                buffer += data
+            kinds, used = _boxes(buffer)
+            counts[index] += kinds.count(b"moof")
+            del buffer[:used]
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        pass
+    finally:
+        writer.close()
+
+
+async def watch_mp4(port: int, path: str, viewers: int, seconds: float, settle: float = 3.0) -> tuple[list[int], list]:
+    stop = asyncio.Event()
+    counts, status = [0] * viewers, [None] * viewers
+    tasks = [asyncio.create_task(_view_mp4(port, path, stop, counts, i, status)) for i in range(viewers)]
+    await asyncio.sleep(settle)
+    baseline = list(counts)
+    await asyncio.sleep(seconds)
+    result = [c - b for c, b in zip(counts, baseline, strict=True)]
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result, status
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return float("nan")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def idle_encoding(workdir: Path, quiet_s: float, watch_s: float) -> dict:
+    """Real processes: nothing encoded while unwatched, fragments while one H.264 viewer watches, and
+    how long encoding goes on after it leaves."""
+    cluster = Cluster(workdir, [{"id": CAM, "source": "sample", "fps": 10}])
+    metrics_port, port = free_port(), free_port()
+    video_key, annotated_key = cluster.keys.video(CAM), cluster.keys.annotated(CAM)
+    encoded = "framecast_video_frames_encoded_total"
+    out: dict = {}
+    try:
+        cluster.start("producer")
+        cluster.start("worker", "--metrics-port", str(metrics_port))
+        _serve_web(cluster, port, "idle")
+        if not cluster.wait_for(lambda: cluster.client.xlen(annotated_key) > 0, 120):
+            raise RuntimeError(f"the worker annotated nothing; see {workdir}")
+        a0 = cluster.client.xlen(annotated_key)
+        time.sleep(quiet_s)
+        out["idle_s"] = quiet_s
+        out["idle_annotated_frames"] = cluster.client.xlen(annotated_key) - a0  # maxlen-capped: a floor
+        out["idle_video_entries"] = cluster.client.xlen(video_key)
+        out["idle_frames_encoded"] = _metric(metrics_port, encoded)
+        # One H.264 viewer through the web process (it announces the camera's viewer).
+        counts, status = asyncio.run(watch_mp4(port, f"/video/{CAM}.mp4", 1, watch_s, settle=0.0))
+        left = time.time()
+        out["watched_s"] = watch_s
+        out["watched_http_status"] = status[0]
+        out["watched_fragments_received"] = counts[0]
+        out["watched_video_entries"] = cluster.client.xlen(video_key)
+        # After it left: wait until no fragment has been written for 5 s (or 60 s pass).
+        last_seen, last_len, deadline = time.time(), -1, time.time() + 60
+        while time.time() < deadline:
+            newest = cluster.client.xrevrange(video_key, count=1)
+            if newest:
+                entry_ms = int(newest[0][0].split(b"-")[0])
+                if entry_ms != last_len:
+                    last_len, last_seen = entry_ms, time.time()
+            if time.time() - last_seen > 5:
+                break
+            time.sleep(0.2)
+        stopped = time.time() - last_seen > 5
+        out["stopped_after_leave"] = stopped
+        out["encoding_went_on_after_leave_s"] = (last_len / 1000 - left) if last_len > 0 else float("nan")
+        settings = VideoConfig()
+        out["expected_bound_s"] = 10.0 + settings.viewer_ttl + 0.5 + 1.0  # web.reader_linger + viewer_ttl + poll + slack
+        c1 = _metric(metrics_port, encoded)
+        time.sleep(2)
+        out["frames_encoded_total"] = c1
+        out["frames_encoded_after_stop"] = _metric(metrics_port, encoded) - c1
+    finally:
+        cluster.close()
+    return out
+
+
+# ---- fan-out ------------------------------------------------------------------------------------------
+def _commandstats(client) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in client.info("commandstats").items()}
+
+
+def _feed_video(cluster: Cluster, init, fragments, fps: float, stop: threading.Event, counter: list[int]) -> None:
+    from common.video import Fragment
+
+    key = cluster.keys.video(CAM)
+    cluster.client.hset(cluster.keys.video_init(CAM), mapping=init.fields())
+    start, index = time.monotonic(), 0
+    while not stop.is_set():
+        f = fragments[index % len(fragments)]
+        fresh = Fragment(f.generation, f.keyframe, f.data, time.time_ns(), f.seq)
+        cluster.client.xadd(key, fresh.fields(), maxlen=VideoConfig().fragments_maxlen, approximate=True)
+        counter[0] += 1
+        index += 1
+        stop.wait(max(0.0, start + index / fps - time.monotonic()))
+
+
+def _feed_mjpeg(cluster: Cluster, frames: list[Frame], fps: float, stop: threading.Event, counter: list[int]) -> None:
+    key = cluster.keys.annotated(CAM)
+    start, index = time.monotonic(), 0
+    while not stop.is_set():
+        f = frames[index % len(frames)]
+        fresh = Frame(f.cam, f.run, index, time.time_ns(), f.width, f.height, f.jpeg, f.detections or [], {})
+        cluster.client.xadd(key, {FRAME_FIELD: envelope.encode(fresh)}, maxlen=50, approximate=True)
+        counter[0] += 1
+        index += 1
+        stop.wait(max(0.0, start + index / fps - time.monotonic()))
+
+
+def fanout_case(workdir: Path, design: str, viewers: int, seconds: float, clip: dict, enc: dict) -> dict:
+    cluster = Cluster(workdir / f"{design}-{viewers}", [{"id": CAM, "source": "pattern"}],
+                      web={"max_streams_per_client": 0})
+    port = free_port()
+    stop, published = threading.Event(), [0]
+    fps = clip["fps"]
+    if design == "h264":
+        target, args = _feed_video, (cluster, enc["init"], enc["fragments"], fps, stop, published)
+    else:
+        target, args = _feed_mjpeg, (cluster, clip["frames"], fps, stop, published)
+    feeder = threading.Thread(target=target, args=args, daemon=True)
+    result: dict = {}
+    try:
+        server = _serve_web(cluster, port, design)
+        feeder.start()
+        proc = psutil.Process(server.pid)
+        settle = 3.0
+
+        async def observe():
+            if design == "h264":
+                task = asyncio.create_task(watch_mp4(port, f"/video/{CAM}.mp4", viewers, seconds, settle=settle))
+            else:
+                task = asyncio.create_task(watch_mjpeg("127.0.0.1", port, f"/video_feed/{CAM}", viewers, seconds,
+                                                       settle=settle))
+            await asyncio.sleep(settle)
+            cpu0, pub0, cmd0, t0 = tree_cpu(proc), published[0], _commandstats(cluster.client), time.monotonic()
+            got = await task
+            elapsed = time.monotonic() - t0
+            cmd1 = _commandstats(cluster.client)
+            result.update(got=got, elapsed=elapsed, cpu=tree_cpu(proc) - cpu0, published=published[0] - pub0,
+                          commands={k: cmd1[k] - cmd0.get(k, 0) for k in cmd1 if cmd1[k] - cmd0.get(k, 0)})
+
+        asyncio.run(observe())
+    finally:
+        stop.set()
+        feeder.join(5)
+        cluster.close()
+    counts = result["got"][0] if design == "h264" else result["got"]
+    statuses = result["got"][1] if design == "h264" else []
+    published_n = max(1, result["published"])
+    shares = [min(1.0, c / published_n) for c in counts]
+    commands = result["commands"]
+    web_commands = sum(v for k, v in commands.items() if k not in ("xadd", "info"))
+    reads = sum(v for k, v in commands.items() if k in ("xread", "xreadgroup", "xrange", "xrevrange", "hgetall"))
+    return {"viewers": viewers, "published": result["published"], "share_min": min(shares),
+            "share_median": statistics.median(shares),
+            "viewers_ok_http": sum(s == 200 for s in statuses) if statuses else viewers,
+            "web_cpu_pct": 100.0 * result["cpu"] / result["elapsed"],
+            "redis_cmds_per_s": web_commands / result["elapsed"], "redis_reads_per_s": reads / result["elapsed"]}
+
+
+def _fanout_result(rows: dict) -> dict:
+    h264, mjpeg_rows = rows["h264"], rows["mjpeg"]
+    h100 = next(r for r in h264 if r["viewers"] == max(r["viewers"] for r in h264))
+    m100 = next(r for r in mjpeg_rows if r["viewers"] == h100["viewers"])
+    reads = [r["redis_cmds_per_s"] for r in h264]
+    independent = max(reads) <= 1.5 * max(1.0, min(reads))
+    cpu_ok = h100["web_cpu_pct"] <= m100["web_cpu_pct"]
+    share_ok = h100["share_min"] >= SHARE_TARGET
+    return {"name": f"H.264 fan-out on one web process ({h100['viewers']} viewers max, 10 fps, pre-encoded fragments "
+                    "written by the bench: the web tier alone) vs MJPEG", "unit": "see columns",
+            "figures": rows,
+            "target": f"Redis commands/s independent of H.264 viewers (max <= 1.5 x min); web CPU at "
+                      f"{h100['viewers']} H.264 viewers <= MJPEG's; every viewer >= {SHARE_TARGET:.0%} of fragments "
+                      f"(h264 {h100['viewers']}: cpu {h100['web_cpu_pct']:.1f}% vs mjpeg {m100['web_cpu_pct']:.1f}%, "
+                      f"cmds/s {min(reads):.1f}..{max(reads):.1f}, min share {h100['share_min']:.3f})",
+            "met": independent and cpu_ok and share_ok}
+
+
+def run(workdir: Path, quick: bool = False) -> list[dict]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    video = VideoConfig()
+    clip = annotated_clip(200 if quick else 795)
+    enc = encode_clip(clip["frames"], clip["fps"], video)
+    q = quality(enc["init"], enc["fragments"], enc["pictures"])
+    results = [_bytes_result(clip, enc, q, video)]
+    idle = idle_encoding(workdir / "idle", 6.0 if quick else 10.0, 6.0 if quick else 10.0)
+    results.append(_cpu_result(clip, enc, idle))
+    seconds = 6.0 if quick else 15.0
+    counts = [1, 100] if quick else [1, 10, 100]
+    rows = {"h264": [fanout_case(workdir / "fanout", "h264", n, seconds, clip, enc) for n in counts],
+            "mjpeg": [fanout_case(workdir / "fanout", "mjpeg", 100, seconds, clip, enc)]}
+    results.append(_fanout_result(rows))
+    return results
+
+
+if __name__ == "__main__":
+    import json
+    import tempfile
+
+    from bench.__main__ import print_result
+    from bench.harness import machine
+
+    print(json.dumps(machine()))
+    with tempfile.TemporaryDirectory(prefix="framecast-live-video-") as tmp:
+        for res in run(Path(tmp), quick="--quick" in sys.argv):
+            print_result(res)
