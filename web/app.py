@@ -14,7 +14,7 @@ from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
 from web import api, auth, eventfeed, events, health, live_video, pages, video
 from web import metrics as web_metrics
-from web.broadcaster import Broadcaster
+from web.broadcaster import Broadcaster, no_signal_threshold
 from web.figures import SharedFigures
 from web.followers import Followers
 from web.limits import StreamLimit
@@ -47,7 +47,9 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
     client = client or connect_to(settings)
     keys = Keys(settings.key_prefix)
     stopping = threading.Event()
-    broadcaster = Broadcaster(client, keys, settings.web.no_signal_after, settings.web.reader_linger)
+    broadcaster = Broadcaster(client, keys, lambda cam: no_signal_threshold(settings.web.no_signal_after,
+                                                                       settings.camera(cam).fps),
+                              settings.web.reader_linger)
     app.extensions[EXTENSION] = WebState(
         settings, client, keys, broadcaster,
         Followers(client, stopping, settings.web.reader_linger),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -184,14 +185,24 @@ class CameraFeed:
             mailbox.put(picture)
 
 
+NO_SIGNAL_INTERVALS = 3  # frame intervals of silence before "no signal", for cameras slower than web.no_signal_after allows
+
+
+def no_signal_threshold(no_signal_after: float, fps: float) -> float:
+    """Seconds without a frame before a camera's viewers get "no signal": max(web.no_signal_after,
+    NO_SIGNAL_INTERVALS frame intervals at its configured fps), so a 0.2 fps camera does not flash
+    "no signal" between two of its frames."""
+    return max(no_signal_after, NO_SIGNAL_INTERVALS / fps)
+
+
 class Broadcaster:
     """The feeds of one web process: viewers subscribe and unsubscribe here, and the first viewer of a
     camera stream starts its feed."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, no_signal_after: float, linger: float):
+    def __init__(self, client: redis.Redis, keys: Keys, no_signal_after: Callable[[str], float], linger: float):
         self.client = client
         self.keys = keys
-        self.no_signal_after = no_signal_after
+        self.no_signal_after = no_signal_after  # cam -> its threshold (no_signal_threshold)
         self.linger = linger
         self._lock = threading.Lock()
         self._feeds: dict[tuple[str, str], CameraFeed] = {}
@@ -209,7 +220,7 @@ class Broadcaster:
                 return mailbox
             feed = self._feeds.get((cam, view))
             if feed is None or not feed.add(mailbox):
-                feed = CameraFeed(self.client, self.keys, cam, view, self.no_signal_after, self.linger)
+                feed = CameraFeed(self.client, self.keys, cam, view, self.no_signal_after(cam), self.linger)
                 self._feeds[(cam, view)] = feed
                 self.readers_started += 1
                 feed.thread.start()

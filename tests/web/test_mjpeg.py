@@ -154,3 +154,27 @@ def test_no_cap_on_streams_when_set_to_zero(live_server, redis_client):
         assert all(response.status == 200 for response in responses)
         for response in responses:
             response.close()
+
+
+def test_a_slow_camera_shows_no_signal_only_after_three_of_its_frame_intervals(write_config, redis_url, redis_client):
+    """web.no_signal_after is 1 s but the camera sends a frame every 2 s (fps 0.5): its threshold is
+    max(1 s, 3 / 0.5 fps) = 6 s, so the gaps between its frames are not "no signal"; a silence of
+    more than 6 s is."""
+    from common.config import load_config
+    from tests.web.conftest import LiveServer
+    from web.broadcaster import no_signal_threshold
+
+    assert no_signal_threshold(1.0, 0.5) == 6.0 and no_signal_threshold(3.0, 10.0) == 3.0
+    path = write_config([{"id": "slow", "source": "pattern", "fps": 0.5}], redis_url=redis_url,
+                        web={"no_signal_after": 1.0, "reader_linger": 1.0})
+    server = LiveServer(load_config(path, env={}))
+    try:
+        with Publisher(redis_client, "slow", fps=0.5):
+            response = server.get("/video_feed/slow", timeout=15)
+            parts = read_parts(response, 3, timeout=15)  # three frames, 2 s apart
+            assert all("x-frame-seq" in h for h, _ in parts)
+        started = time.monotonic()
+        parts = read_parts(response, 1, timeout=15)
+        assert "x-frame-seq" not in parts[0][0] and time.monotonic() - started > 3.0
+    finally:
+        server.close()
