@@ -171,9 +171,11 @@ TAKE_JS = """() => { const st = window.__lat; if (!st) return null;
   const out = { samples: st.samples, bad: st.bad, shown: st.shown, error: st.error };
   st.samples = []; return out; }"""
 
-STATE_JS = """() => { const v = document.querySelector("video"); if (!v) return null;
+STATE_JS = """() => { const v = document.querySelector("video.live-video") || document.querySelector("video"); if (!v) return null;
   const b = v.buffered; return { t: v.currentTime, end: b.length ? b.end(b.length - 1) : null,
-  ranges: b.length, paused: v.paused, rs: v.readyState, jumps: window.__jumps || 0,
+  ranges: b.length, paused: v.paused, rs: v.readyState,
+  jumps: (v.framecastStats && v.framecastStats.jumps) || window.__jumps || 0,
+  reconnects: v.framecastStats ? v.framecastStats.reconnects : null, state: v.dataset.state || null,
   q: v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().droppedVideoFrames : null }; }"""
 
 MSE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>bench MSE</title></head>
