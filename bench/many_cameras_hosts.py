@@ -111,8 +111,17 @@ class Processes:
                          for path in sorted(self.workdir.glob("*.log")))
 
     def stop_all(self) -> None:
+        """The services first (they deregister and ack through Redis), then the Redis nodes."""
+        names = list(self.procs)
+        self._stop([n for n in names if not n.startswith("redis-")])
+        self._stop([n for n in names if n.startswith("redis-")])
+        for log in self._logs:
+            log.close()
+
+    def _stop(self, names: list[str]) -> None:
         families = {}
-        for name, proc in self.procs.items():
+        for name in names:
+            proc = self.procs[name]
             try:
                 root = psutil.Process(proc.pid)
                 families[name] = [root, *root.children(recursive=True)]
@@ -121,7 +130,7 @@ class Processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for proc in self.procs.values():
+        for proc in (self.procs[name] for name in names):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -134,8 +143,6 @@ class Processes:
                 except psutil.Error:
                     pass
             psutil.wait_procs(family, timeout=10)
-        for log in self._logs:
-            log.close()
 
 
 def _wait(condition, timeout: float, what: str, procs: Processes | None = None, interval: float = 0.5):
@@ -467,6 +474,9 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
     }
     if silent:
         figures["silent_cameras_sample"] = ",".join(silent[:10])
+        figures["silent_cameras_published_processed_skipped"] = "{:.0f}/{:.0f}/{:.0f}".format(
+            *(sum(delta(cam, f) for cam in silent)
+              for f in (StatsField.PUBLISHED, StatsField.PROCESSED, StatsField.SKIPPED_STALE)))
     box = machine()
     return [{
         "name": f"many cameras 4: {count} pattern cameras at {fps:g} fps ({TOTAL_FPS:g} frames/s) on five "
