@@ -325,7 +325,12 @@ def latencies(client, cams: list[str], start_s: float, end_s: float) -> dict[str
             frame = envelope.decode(fields[FRAME_FIELD])
             if start_s * 1e9 <= frame.ts < end_s * 1e9:
                 out[cam].append(int(entry_id.split(b"-")[0]) - frame.ts / 1e6)
+                for stage, ms in frame.stage_ms().items():
+                    STAGE_MS.setdefault(stage, []).append(ms)
     return out
+
+
+STAGE_MS: dict[str, list[float]] = {}  # every stage's ms over the window's frames (common.envelope STAGES)
 
 
 def api_cameras(address: str) -> dict:
@@ -468,6 +473,8 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
         **{f"{name}_api_cameras": f"{w['listed']}/{w['total']} listed, {w['with_processed']} processed, "
                                   f"{w['pages']} pages, {json.dumps(w['statuses'], sort_keys=True)}"
            for name, w in web.items()},
+        **{f"stage_{stage}_p50_p99_ms": f"{percentile(v, 50):.1f}/{percentile(v, 99):.1f}"
+           for stage, v in STAGE_MS.items()},
         **cpu,
         "first_limit": limits[0][2],
         "next_limits": "; ".join(x[2] for x in limits[1:4]),
