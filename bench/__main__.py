@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -10,11 +11,36 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cluster, fanout, latency, many_cameras_producer, many_cameras_web, motion, motion_pipeline, offline, workers
 from bench.harness import REPO, machine
 
-SUITES = ("workers", "latency", "fanout", "offline", "cluster", "motion", "motion_pipeline", "many_cameras_producer",
-          "many_cameras_web")
+
+def _suite(name: str):
+    """The suite's module, imported when it runs (a suite's heavy imports cost the others nothing)."""
+    return importlib.import_module(f"bench.{name}")
+
+
+def _latency(work, args, repeats):
+    native_s, overload_s = (args.seconds, args.seconds) if args.seconds else ((10, 20) if args.quick else (30, 60))
+    return _suite("latency").run(work, native_s, overload_s)
+
+
+# name -> how to run it: (workdir, parsed args, repeats) -> result dicts. `make bench` runs them all.
+RUNNERS = {
+    "workers": lambda work, args, repeats: _suite("workers").run(work, repeats, 60 if args.quick else 400),
+    "latency": _latency,
+    "fanout": lambda work, args, repeats: _suite("fanout").run(work, [1, 10, 100] if args.quick else [1, 10, 100, 300],
+                                                             5 if args.quick else 10),
+    "offline": lambda work, args, repeats: _suite("offline").run(work, repeats, 60 if args.quick else 795),
+    "cluster": lambda work, args, repeats: _suite("cluster").run(work, repeats, 60 if args.quick else 400),
+    "motion": lambda work, args, repeats: _suite("motion").run(work, repeats, quick=args.quick),
+    "motion_pipeline": lambda work, args, repeats: _suite("motion_pipeline").run(work, quick=args.quick),
+    "many_cameras_producer": lambda work, args, repeats: _suite("many_cameras_producer").run(work, quick=args.quick),
+    "many_cameras_web": lambda work, args, repeats: _suite("many_cameras_web").run(work, quick=args.quick),
+    "many_cameras_redis": lambda work, args, repeats: _suite("many_cameras_redis").run(work, quick=args.quick),
+    "many_cameras_hosts": lambda work, args, repeats: _suite("many_cameras_hosts").run(work, quick=args.quick),
+    "live_video": lambda work, args, repeats: _suite("live_video").run(work, quick=args.quick),
+}
+SUITES = tuple(RUNNERS)
 
 
 def _fmt(value) -> str:
@@ -65,27 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="framecast-bench-") as tmp:
         work = Path(tmp)
         for suite in chosen:
-            if suite == "workers":
-                results = workers.run(work / "workers", repeats, 60 if args.quick else 400)
-            elif suite == "latency":
-                native_s, overload_s = (args.seconds, args.seconds) if args.seconds else (
-                    (10, 20) if args.quick else (30, 60))
-                results = latency.run(work / "latency", native_s, overload_s)
-            elif suite == "fanout":
-                counts = [1, 10, 100] if args.quick else [1, 10, 100, 300]
-                results = fanout.run(work / "fanout", counts, 5 if args.quick else 10)
-            elif suite == "offline":
-                results = offline.run(work / "offline", repeats, 60 if args.quick else 795)
-            elif suite == "cluster":
-                results = cluster.run(work / "cluster", repeats, 60 if args.quick else 400)
-            elif suite == "motion":
-                results = motion.run(work / "motion", repeats, quick=args.quick)
-            elif suite == "many_cameras_producer":
-                results = many_cameras_producer.run(work / "many_cameras_producer", quick=args.quick)
-            elif suite == "many_cameras_web":
-                results = many_cameras_web.run(work / "many_cameras_web", quick=args.quick)
-            else:
-                results = motion_pipeline.run(work / "motion_pipeline", quick=args.quick)
+            results = RUNNERS[suite](work / suite, args, repeats)
             for result in results:
                 print_result(result)
                 info["results"].append(result)
