@@ -168,6 +168,7 @@ def measure(workdir: Path, cameras: int, warmup_s: float, window_s: float) -> di
             "published": published_total, "processed": processed_total, "processed_in_window": processed_in_window,
             "processed_fps": processed_in_window / elapsed,
             "redis_cpu_ms": redis_cpu_ms, "redis_cpu_ms_per_frame": redis_cpu_ms / frames,
+            "redis_cpu_ms_per_published_frame": redis_cpu_ms / max(1, published_total),
             "redis_cpu_share": redis_cpu_ms / 1000 / elapsed,
             "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
             "latency_max_ms": max(latencies) if latencies else float("nan"),
@@ -206,7 +207,9 @@ def run(workdir: Path, quick: bool = False) -> list[dict]:
                        ("latency_p99_ms", "latency_p99_ms")):
         figures[f"{label}_8"] = small[key]
         figures[f"{label}_256"] = large[key]
-    figures.update({"redis_cpu_ratio": cpu_ratio, "latency_p50_ratio": p50_ratio, "latency_p99_ratio": p99_ratio,
+    figures.update({"redis_cpu_ratio": cpu_ratio,
+                    "redis_cpu_ms_per_published_frame_8, _256": f"{small['redis_cpu_ms_per_published_frame']:.3f}, "
+                                                                f"{large['redis_cpu_ms_per_published_frame']:.3f}", "latency_p50_ratio": p50_ratio, "latency_p99_ratio": p99_ratio,
                     "min_processed_over_published_8": small["min_processed_share"],
                     "min_processed_over_published_256": large["min_processed_share"],
                     "cameras_below_0.95_256": large["cameras_below_share"],
