@@ -212,7 +212,8 @@ def _cpu_result(clip: dict, enc: dict, idle: dict) -> dict:
             "target": f"encoder CPU (JPEG decode + Fragmenter.add) per frame <= {CPU_TARGET} x detection CPU; "
                       "0 fragments and 0 frames encoded while unwatched; fragments while watched; stops after",
             "met": ratio <= CPU_TARGET and quiet and idle.get("watched_video_entries", 0) > 0
-                   and bool(idle.get("stopped_after_leave"))}
+                   and bool(idle.get("stopped_after_leave"))
+                   and idle.get("encoding_went_on_after_leave_s", float("inf")) <= idle.get("expected_bound_s", 0)}
 
 
 # ---- processes ----------------------------------------------------------------------------------------
@@ -353,7 +354,10 @@ def idle_encoding(workdir: Path, quiet_s: float, watch_s: float) -> dict:
         out["stopped_after_leave"] = stopped
         out["encoding_went_on_after_leave_s"] = (last_len / 1000 - left) if last_len > 0 else float("nan")
         settings = VideoConfig()
-        out["expected_bound_s"] = 10.0 + settings.viewer_ttl + 0.5 + 1.0  # web.reader_linger + viewer_ttl + poll + slack
+        # The web's last announcement lapses up to viewer_ttl after the viewer left (the feed stops
+        # renewing at once; its ZREM comes only after web.reader_linger), and the encoder stops
+        # viewer_ttl after it last saw the camera watched, plus one poll and a second of slack.
+        out["expected_bound_s"] = 2 * settings.viewer_ttl + 0.5 + 1.0
         c1 = _metric(metrics_port, encoded)
         time.sleep(2)
         out["frames_encoded_total"] = c1
