@@ -63,6 +63,10 @@ def redis_ms(client) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
+def command_calls(client) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in client.info("commandstats").items()}
+
+
 def all_stats(cluster: Cluster, cams: list[str]) -> dict[str, dict[str, float]]:
     pipe = cluster.client.pipeline(transaction=False)
     for cam in cams:
@@ -114,10 +118,13 @@ def measure(workdir: Path, cameras: int, warmup_s: float, window_s: float) -> di
         stats_before = all_stats(cluster, cams)
         cpu_proc_before = {name: tree_cpu(p) for name, p in procs.items()}
         t0 = redis_ms(cluster.client)
+        calls0 = command_calls(cluster.client)
         cpu0 = redis_cpu_s(cluster.client)
         started = time.monotonic()
         time.sleep(window_s)
         cpu1 = redis_cpu_s(cluster.client)
+        calls = Counter(command_calls(cluster.client))
+        calls.subtract(calls0)
         t1 = redis_ms(cluster.client)
         elapsed = time.monotonic() - started
         cpu_proc = {name: tree_cpu(p) - cpu_proc_before[name] for name, p in procs.items()}
@@ -170,6 +177,8 @@ def measure(workdir: Path, cameras: int, warmup_s: float, window_s: float) -> di
             "redis_cpu_ms": redis_cpu_ms, "redis_cpu_ms_per_frame": redis_cpu_ms / frames,
             "redis_cpu_ms_per_published_frame": redis_cpu_ms / max(1, published_total),
             "redis_cpu_share": redis_cpu_ms / 1000 / elapsed,
+            # Redis commands per second over the window, the most called first (INFO commandstats)
+            "redis_commands_per_s": {k: round(v / elapsed, 1) for k, v in calls.most_common(8)},
             "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
             "latency_max_ms": max(latencies) if latencies else float("nan"),
             "transit_p50_ms": percentile(transit, 50), "transit_p99_ms": percentile(transit, 99),
