@@ -2,7 +2,7 @@
 "use strict";
 (function () {
   const token = document.body.dataset.token || "";
-  const MJPEG_TILES = 4;            // browsers allow ~6 connections per host: the rest use snapshots
+  const MJPEG_TILES = 4;            // live tiles (MJPEG or H.264): browsers allow ~6 connections per host, the rest use snapshots
   const SNAPSHOT_MS = 1000;
   const WATCHDOG_MS = 2000;         // a live feed whose picture has not changed for 3 checks is reloaded
   const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
@@ -11,6 +11,19 @@
   const live = {};                  // camera id -> status from /api/cameras
 
   const motionView = new Set();     // cameras shown with their motion boxes (the "motion" toggle)
+
+  // The live view: MJPEG (<img>) or H.264 (<video> through Media Source Extensions, live-video.js).
+  // The user's choice is remembered; `?view=h264` / `?view=mjpeg` in the URL overrides it (links, tests).
+  // A camera the browser or the server cannot play as H.264 falls back to MJPEG, with a hint on its tile;
+  // so does one in the motion view (the motion boxes are drawn on the MJPEG feed only).
+  const VIEWS = ["mjpeg", "h264"];
+  const VIEW_KEY = "framecast.view";
+  const fallenBack = new Map();     // camera id -> why its H.264 view fell back to MJPEG
+  function storedView() { try { return localStorage.getItem(VIEW_KEY); } catch (e) { return null; } }
+  let view = [new URLSearchParams(location.search).get("view"), storedView()].find((v) => VIEWS.includes(v)) || "mjpeg";
+  const mseMissing = typeof FramecastLiveVideo === "undefined" || !FramecastLiveVideo.supported();
+  function usesVideo(cam) { return view === "h264" && !mseMissing && !fallenBack.has(cam) && !motionView.has(cam); }
+  function videoUrl(cam) { return "/video/" + encodeURIComponent(cam) + ".mp4"; }
   function feedUrl(cam) {
     const view = motionView.has(cam) ? "&motion=1" : "";
     return withToken("/video_feed/" + encodeURIComponent(cam) + "?t=" + Date.now() + view);
@@ -50,6 +63,55 @@
     }
     next();
   }
+  // A live picture is an <img> (MJPEG) and a <video> (H.264) side by side; one of them plays.
+  function startVideo(video, cam) {
+    stopVideo(video);
+    video.dataset.camera = cam;
+    const player = new FramecastLiveVideo(video, videoUrl(cam), { headers, onFallback: (reason) => {
+      if (video.player === player) video.player = null;  // it stopped itself, in state "fallback"
+      fallBack(cam, reason);
+    } });
+    video.player = player;
+    player.start();
+  }
+  function stopVideo(video) {
+    if (video && video.player) { video.player.stop(); video.player = null; }
+  }
+  function startLive(img, video, cam) {
+    if (video && usesVideo(cam)) {
+      stopFeed(img);
+      img.hidden = true;
+      video.hidden = false;
+      startVideo(video, cam);
+    } else {
+      stopVideo(video);
+      if (video) video.hidden = true;
+      img.hidden = false;
+      startFeed(img, cam);
+    }
+  }
+  function stopLive(img, video) { stopFeed(img); stopVideo(video); }
+  function startTile(tile) { startLive(tile.querySelector(".frame img"), tile.querySelector("video.live-video"), tile.dataset.camera); }
+  function stopTile(tile) { stopLive(tile.querySelector(".frame img"), tile.querySelector("video.live-video")); }
+
+  function showHint(tile, cam) {
+    const hint = tile.querySelector(".view-hint");
+    if (!hint) return;
+    const reason = fallenBack.get(cam);
+    hint.hidden = !(view === "h264" && (reason || mseMissing));
+    hint.textContent = "MJPEG";
+    hint.title = "H.264 view unavailable, showing MJPEG: " + (reason || "this browser has no Media Source Extensions");
+  }
+  // Invoked by a player that cannot play its camera: that camera's tile (and enlarged view) switch to MJPEG.
+  function fallBack(cam, reason) {
+    fallenBack.set(cam, reason);
+    tiles.filter((tile) => tile.dataset.camera === cam).forEach((tile) => {
+      showHint(tile, cam);
+      if (tile.querySelector("img").dataset.mode === "mjpeg" && tile.dataset.visible === "1" && paused !== tile) startTile(tile);
+    });
+    if (!zoom.hidden && zoomImg.dataset.camera === cam) startLive(zoomImg, zoomVideo, cam);
+  }
+
   function stopSnapshots(img) { img.snapshots = (img.snapshots || 0) + 1; clearTimeout(img.snapshotTimer); }
 
   // A tiny signature of the picture: if it stops changing while the camera is live, the stream stalled.
@@ -174,21 +236,22 @@
   const zoom = document.getElementById("zoom");
   const zoomImg = zoom.querySelector("img");
   let paused = null;                // the tile whose feed the enlarged view replaces (one connection, not two)
+  const zoomVideo = zoom.querySelector("video.live-video");
   function stopFeed(img) { clearTimeout(img.retry); img.onerror = null; img.removeAttribute("src"); }
   function openZoom(tile) {
     const img = tile.querySelector("img");
-    if (img.dataset.mode === "mjpeg") { stopFeed(img); paused = tile; }
+    if (img.dataset.mode === "mjpeg") { stopTile(tile); paused = tile; }
     zoom.hidden = false;
     zoomImg.dataset.mode = "mjpeg";
     zoomImg.dataset.camera = tile.dataset.camera;
     zoomImg.alt = img.alt;
-    startFeed(zoomImg, tile.dataset.camera);
+    startLive(zoomImg, zoomVideo, tile.dataset.camera);
   }
   function closeZoom() {
     if (zoom.hidden) return;
     zoom.hidden = true;
-    stopFeed(zoomImg);
-    if (paused && paused.dataset.visible === "1") startFeed(paused.querySelector("img"), paused.dataset.camera);
+    stopLive(zoomImg, zoomVideo);
+    if (paused && paused.dataset.visible === "1") startTile(paused);
     paused = null;
   }
   zoom.addEventListener("click", closeZoom);
@@ -201,7 +264,7 @@
   function show(tile) {
     const img = tile.querySelector("img");
     tile.dataset.visible = "1";
-    if (img.dataset.mode === "mjpeg") { if (paused !== tile) startFeed(img, tile.dataset.camera); }
+    if (img.dataset.mode === "mjpeg") { if (paused !== tile) startTile(tile); }
     else startSnapshots(img, tile.dataset.camera);
     document.dispatchEvent(new CustomEvent("framecast:tile-visible", { detail: tile }));
     clearTimeout(statsSoon);
@@ -210,7 +273,7 @@
   function hide(tile) {
     const img = tile.querySelector("img");
     tile.dataset.visible = "0";
-    if (img.dataset.mode === "mjpeg") stopFeed(img); else stopSnapshots(img);
+    if (img.dataset.mode === "mjpeg") stopTile(tile); else stopSnapshots(img);
   }
   const observer = new IntersectionObserver((entries) => entries.forEach((entry) => {
     const visible = entry.isIntersecting;
@@ -230,9 +293,35 @@
       const on = !motionView.has(cam);
       if (on) motionView.add(cam); else motionView.delete(cam);
       toggle.setAttribute("aria-pressed", String(on));
-      if (img.dataset.mode === "mjpeg" && tile.dataset.visible === "1" && paused !== tile) startFeed(img, cam);
+      if (img.dataset.mode === "mjpeg" && tile.dataset.visible === "1" && paused !== tile) startTile(tile);
     });
   });
+
+  // The MJPEG / H.264 control: the choice applies at once to the tiles in view and the enlarged view.
+  const choice = document.getElementById("view-choice");
+  function renderChoice() {
+    if (choice) choice.querySelectorAll("button[data-view]").forEach((button) =>
+      button.setAttribute("aria-pressed", String(button.dataset.view === view)));
+    tiles.forEach((tile) => showHint(tile, tile.dataset.camera));
+  }
+  function chooseView(next) {
+    if (!VIEWS.includes(next) || next === view) return;
+    view = next;
+    fallenBack.clear();             // asked again: try H.264 again where it had fallen back
+    try { localStorage.setItem(VIEW_KEY, view); } catch (e) { /* not remembered, still applied */ }
+    const url = new URL(location.href);
+    if (url.searchParams.has("view")) { url.searchParams.set("view", view); history.replaceState(null, "", url); }
+    renderChoice();
+    tiles.forEach((tile) => {
+      if (tile.querySelector("img").dataset.mode === "mjpeg" && tile.dataset.visible === "1" && paused !== tile) startTile(tile);
+    });
+    if (!zoom.hidden) startLive(zoomImg, zoomVideo, zoomImg.dataset.camera);
+  }
+  if (choice) choice.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-view]");
+    if (button) chooseView(button.dataset.view);
+  });
+  renderChoice();
   refreshStats();
   setInterval(refreshStats, 2000);
   setInterval(watchdog, WATCHDOG_MS);
