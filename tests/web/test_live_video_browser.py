@@ -119,6 +119,12 @@ def test_the_h264_view_plays_the_annotated_video(cluster, redis_client, playwrig
         # It stays at the live edge: well within the 1.5 s it allows before jumping.
         look = video_of(page)
         assert look["stats"]["behind"] < 1.5, look
+        # The control switches the tile to MJPEG at once, and the choice is remembered.
+        page.locator('#view-choice button[data-view="mjpeg"]').click()
+        page.wait_for_function("""() => document.querySelector('.tile[data-camera="cam1"] .frame img').naturalWidth > 0""",
+                               timeout=20000)
+        assert video_of(page)["state"] == "stopped" and video_of(page)["hidden"]
+        assert page.evaluate("() => [localStorage.getItem('framecast.view'), location.search]") == ["mjpeg", "?view=mjpeg"]
     finally:
         page.screenshot(path=str(ARTIFACTS / "dashboard-h264.png"), full_page=True)
     assert js_errors == [] and blocked == [], (js_errors, blocked)
