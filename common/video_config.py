@@ -15,7 +15,7 @@ class VideoConfig(ConfigModel):
 
     enabled: bool = Field(True, description="encode annotated H.264 for the cameras someone watches "
                           "that way, and serve /video/<cam>.mp4 (false: MJPEG only)")
-    keyframe_interval: float = Field(1.0, ge=0.2, le=10, description="seconds between two keyframes: a "
+    keyframe_interval: float = Field(2.0, ge=0.2, le=10, description="seconds between two keyframes: a "
                                      "new viewer waits up to this long for its first picture")
     crf: int = Field(26, ge=0, le=51, description="x264 constant rate factor: lower is better quality "
                      "and more bytes (18 near lossless, 28 small)")

@@ -152,7 +152,7 @@ def _track_timescale(init: bytes) -> int:
 class Fragmenter:
     """One generation of one camera's video. Owned by that camera's encoder thread."""
 
-    def __init__(self, generation: int, *, keyframe_interval: float = 1.0, crf: int = 26,
+    def __init__(self, generation: int, *, keyframe_interval: float = 2.0, crf: int = 26,
                  preset: str = "superfast", threads: int = 1):
         self.generation = generation
         self.keyframe_interval_ns = int(keyframe_interval * 1e9)
