@@ -107,6 +107,13 @@ class Keys:
         Lease); '<key>:token' counts the fencing tokens, the generation of what the owner writes."""
         return self._cam("encoder", camera_id)
 
+    @property
+    def watched_cameras(self) -> str:
+        """Sorted set: camera id -> until when (epoch s) some web process may have a viewer of its
+        H.264 view (ZADD GT, so the latest announcement wins); encoders look here first and read
+        the viewers of only those cameras, so a poll costs the same however many cameras there are."""
+        return f"{self.prefix}:{{registry}}:watched"
+
     def video_viewers(self, camera_id: str) -> str:
         """Sorted set: web process id -> until when (epoch s) someone there watches the camera's
         H.264 view; the encoder encodes while a member is in the future."""

@@ -4,10 +4,12 @@ encodes.
 Every process that serves cameras with `video.enabled` runs one EncoderService. Its thread, every
 POLL_INTERVAL (0.5 s):
 
-1. asks Redis, in one pipelined round trip for all its cameras, whether anyone watches each one: a
-   member of the camera's `video_viewers` sorted set (a web process that streams the camera's
-   H.264 view to at least one client) whose score, its expiry in epoch seconds, is in the future.
-   The same round trip drops the expired members, so the sets stay as small as the web tier.
+1. asks Redis which cameras anyone watches: first the cluster's `watched_cameras` set (camera ->
+   the latest expiry any web process announced for it), then, in one pipelined round trip, the
+   `video_viewers` sorted set of each of its cameras listed there (a web process that streams the
+   camera's H.264 view to at least one client, scored by its expiry in epoch seconds): watched
+   while a member is in the future. Both drop their expired members as they go, so the sets stay
+   as small as the web tier; an unwatched camera costs nothing per poll.
 2. for each watched camera that no encoder thread of this process runs, tries to take the camera's
    encoder lease (tracker/lease.py: SET NX PX with a fencing token); on success starts a
    `CameraEncoder` thread for it (encoder/camera.py), which encodes until nobody has watched for
@@ -15,7 +17,7 @@ POLL_INTERVAL (0.5 s):
 
 Exactly one process at a time holds a camera's encoder lease, so each watched camera is encoded
 once for the whole cluster, whatever the number of viewers and web processes; an unwatched camera
-costs one ZCOUNT per poll. When the holder dies, its lease runs out and the next process to poll
+costs nothing per poll (two commands per poll for the whole process). When the holder dies, its lease runs out and the next process to poll
 takes over within about `video.lease_ttl` + POLL_INTERVAL, with a new generation (a higher fencing
 token: a new init segment, a keyframe first).
 
@@ -39,6 +41,7 @@ from common.config import CameraConfig, Settings
 from common.connection import CONNECTION_ERRORS, Backoff, ThrottledLog, describe_error
 from common.keys import Keys
 from common.logs import camera_logger
+from common.text import as_str
 from encoder import metrics
 from encoder.camera import CameraEncoder
 from tracker.lease import Lease
@@ -126,16 +129,25 @@ class EncoderService:
         return None
 
     def _watched(self) -> set[str]:
-        """The cameras someone watches now: one pipelined round trip for all of them."""
+        """The cameras someone watches now. One round trip reads the cluster's watched cameras (and
+        drops the lapsed ones); a second, pipelined, counts the live viewers of only those of this
+        process's cameras that appear there, so an unwatched camera costs nothing per poll."""
         now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zremrangebyscore(self.keys.watched_cameras, "-inf", now)
+        pipe.zrangebyscore(self.keys.watched_cameras, f"({now}", "+inf")
+        listed = {as_str(cam) for cam in pipe.execute()[1]}
+        candidates = [cam for cam in self.cameras if cam in listed]
+        if not candidates:
+            return set()
         # On a Redis Cluster the pipeline sends each camera's commands to its slot's node.
         pipe = self.client.pipeline(transaction=False)
-        for cam in self.cameras:
+        for cam in candidates:
             key = self.keys.video_viewers(cam)
             pipe.zremrangebyscore(key, "-inf", now)
             pipe.zcount(key, f"({now}", "+inf")
         replies = pipe.execute()
-        return {cam for cam, count in zip(self.cameras, replies[1::2], strict=True) if int(count) > 0}
+        return {cam for cam, count in zip(candidates, replies[1::2], strict=True) if int(count) > 0}
 
     def _acquire(self, cam: str) -> None:
         """Take `cam`'s lease if no encoder thread of this process runs it and it is free."""

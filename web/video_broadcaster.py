@@ -9,8 +9,9 @@ fragment of another generation arrives; a viewer's response ends when the genera
 with is over (web.live_video).
 
 While a camera has viewers here, the feed announces them: ZADD `video_viewers(cam)` {process id:
-now + viewer_ttl}, at once for the first viewer and then every viewer_ttl/3, so the cluster's one
-encoder of the camera encodes (no viewer anywhere, no encoding). The feed retires `linger` seconds
+now + viewer_ttl} (the set expiring after two TTLs) and ZADD GT `watched_cameras` {cam: the same},
+at once for the first viewer and then every viewer_ttl/3, so the cluster's one encoder of the
+camera encodes (no viewer anywhere, no encoding). The feed retires `linger` seconds
 after its last viewer left (a player reconnecting after a generation change finds it still running)
 and then ZREMs this process, so the encoder stops within its next check rather than a TTL later.
 Redis failures are logged (once a minute while they last), counted and retried with backoff.
@@ -59,6 +60,7 @@ class VideoFeed:
         self.stream_key = keys.video(cam)
         self.init_key = keys.video_init(cam)
         self.viewers_key = keys.video_viewers(cam)
+        self.watched_key = keys.watched_cameras
         self.counts = video_metrics.video_counts_for(cam)
         self.log = camera_logger("framecast.web.video", cam)
         self.stop = threading.Event()
@@ -191,7 +193,12 @@ class VideoFeed:
             due = self._announce_now or time.monotonic() - self._announced_at >= self.video.viewer_ttl / 3
         if not watched or not due:
             return
-        self.client.zadd(self.viewers_key, {self.member: time.time() + self.video.viewer_ttl})
+        until = time.time() + self.video.viewer_ttl
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self.viewers_key, {self.member: until})
+        pipe.pexpire(self.viewers_key, int(self.video.viewer_ttl * 2000))  # a dead web process's set goes
+        pipe.zadd(self.watched_key, {self.cam: until}, gt=True)  # encoders look here first
+        pipe.execute()
         with self._lock:
             self._announce_now = False
             self._announced_at = time.monotonic()

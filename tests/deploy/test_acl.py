@@ -268,6 +268,7 @@ def test_the_live_video_is_encoded_as_the_worker_user_and_read_as_the_web_user(s
 
     def announce():
         web.zadd("fc:viewers:{door}", {"web-acl": time.time() + 30})
+        web.zadd("fc:{registry}:watched", {"door": time.time() + 30}, gt=True)
         return True
 
     announce()

@@ -64,7 +64,9 @@ class Feeder:
 
 def announce(client: redis.Redis, cam: str, viewer: str = "web-1", seconds: float = 30.0) -> None:
     """What a web process streaming the camera's H.264 view writes: its id, expiring in `seconds`."""
-    client.zadd(KEYS.video_viewers(cam), {viewer: time.time() + seconds})
+    until = time.time() + seconds
+    client.zadd(KEYS.video_viewers(cam), {viewer: until})
+    client.zadd(KEYS.watched_cameras, {cam: until}, gt=True)
 
 
 def video(client: redis.Redis, cam: str) -> tuple[Init | None, list[Fragment]]:

@@ -70,12 +70,12 @@ def test_a_watched_camera_is_encoded_into_fragments_that_decode(service, redis_c
 def test_nothing_is_encoded_while_nobody_watches(service, redis_client):
     cam = "unwatched"
     encoder = service(cam)
-    redis_client.zadd(KEYS.video_viewers(cam), {"web-gone": time.time() - 1})  # an expired announcement
+    announce(redis_client, cam, viewer="web-gone", seconds=-1)  # what a web process that died leaves
     with Feeder(redis_client, cam, fps=10) as feeder:
         wait_for(lambda: feeder.sent >= 20, 10, "20 frames fed")
         time.sleep(4 * POLL_INTERVAL)
     assert redis_client.exists(KEYS.video(cam), KEYS.video_init(cam), KEYS.encoder_lease(cam)) == 0
-    assert redis_client.zcard(KEYS.video_viewers(cam)) == 0  # the expired member was dropped
+    assert redis_client.zscore(KEYS.watched_cameras, cam) is None  # the lapsed camera was dropped
     assert encoder.encoding() == []
     assert sample("framecast_video_frames_encoded_total", cam) == 0
     assert sample("framecast_video_generations_total", cam) == 0
