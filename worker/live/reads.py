@@ -63,14 +63,21 @@ class StreamReads:
             by_slot.setdefault(self.client.keyslot(stream), []).append(stream)
         return list(by_slot.values())
 
-    def block_ms(self, reads: list[Read], wanted: int) -> int:
-        """How long each command of an idle pass blocks: `wanted` on a single server; on a cluster at
-        most CLUSTER_BLOCK_MS for the node that serves the most of the pass's commands."""
+    def blocks(self, reads: list[Read], wanted: int) -> list[int | None]:
+        """How long each command of an idle pass blocks (None: not at all). A single server: `wanted`.
+        A cluster answers a node's commands one after another, so only the first read of each node
+        blocks, for at most CLUSTER_BLOCK_MS; the node's other reads follow it without blocking. An
+        idle pass thus ends within CLUSTER_BLOCK_MS however many slots a worker's cameras span (a
+        block split between 167 slots a node, with Redis's 10 ms floor, took 1.7 s)."""
         if not self.cluster:
-            return wanted
-        per_node = Counter(self._node_of(read.streams[0]) for read in reads)
-        busiest = max(per_node.values(), default=1)
-        return max(10, min(wanted, CLUSTER_BLOCK_MS // busiest))
+            return [wanted] * len(reads)
+        seen: set[str] = set()
+        out: list[int | None] = []
+        for read in reads:
+            node = self._node_of(read.streams[0])
+            out.append(None if node in seen else min(wanted, CLUSTER_BLOCK_MS))
+            seen.add(node)
+        return out
 
     def _node_of(self, stream: str) -> str:
         try:
@@ -79,7 +86,7 @@ class StreamReads:
             return "?"
         return node.name if node is not None else "?"
 
-    def read(self, reads: list[Read], block: int | None) -> tuple[list[tuple[str, list]], dict[str, Exception]]:
+    def read(self, reads: list[Read], block: int | None | list[int | None]) -> tuple[list[tuple[str, list]], dict[str, Exception]]:
         """Run one pass: ([(stream, entries)] of the streams that returned entries, {stream: error} of
         the streams Redis refused). A refused command over several streams is retried stream by
         stream, without blocking, to tell whose error it is. An outage (CONNECTION_ERRORS) raises when
@@ -108,17 +115,18 @@ class StreamReads:
             errors.update(more_errors)
         return out, errors
 
-    def _send(self, reads: list[Read], block: int | None) -> list:
+    def _send(self, reads: list[Read], block: int | None | list[int | None]) -> list:
+        blocks = block if isinstance(block, list) else [block] * len(reads)
         if len(reads) == 1:  # a single server's one read: no pipeline needed
             try:
-                return [self._xreadgroup(self.client, reads[0], block)]
+                return [self._xreadgroup(self.client, reads[0], blocks[0])]
             except redis.exceptions.ResponseError as exc:
                 if isinstance(exc, CONNECTION_ERRORS):
                     raise
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
-        for read in reads:
-            self._xreadgroup(pipe, read, block)
+        for read, wait in zip(reads, blocks, strict=True):
+            self._xreadgroup(pipe, read, wait)
         return pipe.execute(raise_on_error=False)
 
     def _xreadgroup(self, target, read: Read, block: int | None):
@@ -205,7 +213,7 @@ class FrameReader:
             reads = self.plan(idle)
             if not reads:
                 return None
-            found, refused = self._timed(reads, self.streams.block_ms(reads, wait_ms) if idle else None)
+            found, refused = self._timed(reads, self.streams.blocks(reads, wait_ms) if idle else None)
         if found and self.pace.read_s > PREFETCH_OVER_S:
             ahead = self.plan(idle=False)
             if ahead:
@@ -240,7 +248,7 @@ class FrameReader:
             self._executor.shutdown(wait=True)
         return ahead[1].result()[0] if ahead is not None else []
 
-    def _timed(self, reads: list[Read], block: int | None):
+    def _timed(self, reads: list[Read], block: int | None | list[int | None]):
         started = time.monotonic()
         out = self.streams.read(reads, block)
         if block is None:
