@@ -39,6 +39,7 @@ RUNNERS = {
     "many_cameras_redis": lambda work, args, repeats: _suite("many_cameras_redis").run(work, quick=args.quick),
     "many_cameras_hosts": lambda work, args, repeats: _suite("many_cameras_hosts").run(work, quick=args.quick),
     "live_video": lambda work, args, repeats: _suite("live_video").run(work, quick=args.quick),
+    "live_video_latency": lambda work, args, repeats: _suite("live_video_latency").run(work, quick=args.quick),
 }
 SUITES = tuple(RUNNERS)
 
