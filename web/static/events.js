@@ -20,11 +20,13 @@
   }
 
   // The overlay has the picture's own coordinates (its natural size) and letterboxes like the
-  // <img> (object-fit: contain), so fractions of the frame land on the same pixels.
+  // <img> or <video> (object-fit: contain), so fractions of the frame land on the same pixels.
   function drawOverlay(tile, cam) {
     const img = tile.querySelector(".frame img");
     const svg = tile.querySelector(".overlay");
-    const w = img.naturalWidth || 640, h = img.naturalHeight || 480;
+    const video = tile.querySelector(".frame video");  // the H.264 view, where the <img> stays empty
+    const w = img.naturalWidth || (video && video.videoWidth) || 640;
+    const h = img.naturalHeight || (video && video.videoHeight) || 480;
     const key = JSON.stringify([cam.zones, cam.lines, w, h]);
     if (svg.dataset.key === key) return;
     svg.dataset.key = key;
