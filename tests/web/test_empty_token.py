@@ -60,15 +60,21 @@ class Site:
                         "--appendonly", "no", "--dir", str(tmp_path), "--protected-mode", "no",
                         "--loglevel", "warning"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(self.redis_host.address, 6379, socket_timeout=5, socket_connect_timeout=2)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                assert time.monotonic() < deadline and self.redis.poll() is None, "redis-server did not start"
-                time.sleep(0.1)
-        client.close()
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.exceptions.ConnectionError:
+                    assert time.monotonic() < deadline and self.redis.poll() is None, "redis-server did not start"
+                    time.sleep(0.1)
+        except BaseException:  # the fixture never gets the Site to close: end the server here
+            self.redis.kill()
+            self.redis.wait(10)
+            raise
+        finally:
+            client.close()
         self.web: subprocess.Popen | None = None
 
     def config(self, **web) -> str:
