@@ -169,7 +169,7 @@ def test_auth_on_and_off(client_for, redis_client):
     page = client.get("/?token=s3cret-token").get_data(as_text=True)
     assert 'data-token="s3cret-token"' in page  # the page passes it on to its feeds and API calls
     assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
-    assert len(assets) == 3 and all("token=s3cret-token" in url for url in assets)  # css, dashboard.js, events.js
+    assert len(assets) == 4 and all("token=s3cret-token" in url for url in assets)  # css, live-video.js, dashboard.js, events.js
     for url in assets:
         assert client.get(url).status_code == 200, url
     page = client.get("/", headers={"Authorization": "Bearer s3cret-token"}).get_data(as_text=True)
