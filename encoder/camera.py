@@ -7,8 +7,10 @@ slow camera costs only itself. The loop:
   viewer's first keyframe is the picture of now, then XREAD BLOCK from there); when a read brings
   more than BEHIND frames the encoder has fallen behind and skips to the newest of them (counted:
   `framecast_video_frames_skipped_total{reason="behind"}`): a live view never lags to catch up;
-- decodes the JPEG, or reuses the last picture when the bytes are those of the previous frame (the
-  motion gating re-sends the same drawing while nothing moves), and encodes it (encoder/fmp4.py);
+- decodes the JPEG straight to an I420 picture (encoder/i420.py: libjpeg-turbo to the JPEG's own
+  Y, Cb, Cr planes, no BGR in between), or reuses the last picture when the bytes are those of the
+  previous frame (the motion gating re-sends the same drawing while nothing moves), and encodes it
+  (encoder/fmp4.py);
 - writes the generation's Init into the `video_init` hash and every fragment into the `video` stream
   (XADD MAXLEN ~ video.fragments_maxlen) in one Lua script that first checks the lease is still ours:
   a deposed owner (it hung past its TTL) cannot write a single fragment, and finds out by the refusal;
@@ -31,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import redis
 
-from common import envelope, jpeg
+from common import envelope
 from common.connection import CONNECTION_ERRORS, ThrottledLog, describe_error
 from common.errors import FramecastError
 from common.keys import FRAME_FIELD, Keys
@@ -39,7 +41,7 @@ from common.logs import camera_logger
 from common.text import as_str
 from common.video import Fragment, Init
 from common.video_config import VideoConfig
-from encoder import metrics
+from encoder import i420, metrics
 from encoder.fmp4 import EncodeError, Fragmenter, SizeChanged
 from tracker.lease import Lease
 
@@ -130,7 +132,7 @@ class CameraEncoder:
         self.encoded = 0
         self.failed = False  # ended by an unexpected error: the service backs off before retaking
         self._jpeg: bytes | None = None
-        self._image: np.ndarray | None = None
+        self._image: np.ndarray | None = None  # the last frame's I420 picture
         self._renew_at = 0.0
         self._throttled = ThrottledLog(60.0)
 
@@ -204,7 +206,7 @@ class CameraEncoder:
         try:
             frame = envelope.decode(fields.get(FRAME_FIELD) or b"")
             if frame.jpeg != self._jpeg or self._image is None:
-                self._image = jpeg.decode(frame.jpeg)
+                self._image = i420.from_jpeg(frame.jpeg)
                 self._jpeg = frame.jpeg
         except FramecastError as exc:
             metrics.FRAMES_SKIPPED.labels(camera=self.cam, reason="bad").inc()
@@ -232,10 +234,10 @@ class CameraEncoder:
         metrics.FRAMES_ENCODED.labels(camera=self.cam).inc()
         metrics.BYTES_OUT.labels(camera=self.cam).inc(len(fragment.data) + (len(init.data) if init else 0))
 
-    def _encode(self, image: np.ndarray, ts: int, seq: bytes) -> tuple[Init | None, Fragment | None]:
+    def _encode(self, picture: np.ndarray, ts: int, seq: bytes) -> tuple[Init | None, Fragment | None]:
         if self.fragmenter is not None:
             try:
-                return self.fragmenter.add(image, ts, seq)
+                return self.fragmenter.add_i420(picture, ts, seq)
             except SizeChanged as exc:
                 self.fragmenter.close()
                 self.fragmenter = None
@@ -247,4 +249,4 @@ class CameraEncoder:
         self.fragmenter = Fragmenter(self.lease.token, keyframe_interval=self.video.keyframe_interval,
                                      crf=self.video.crf, preset=self.video.preset, threads=self.threads)
         metrics.GENERATIONS.labels(camera=self.cam).inc()
-        return self.fragmenter.add(image, ts, seq)
+        return self.fragmenter.add_i420(picture, ts, seq)

@@ -1,9 +1,11 @@
-"""Fragmented MP4 from BGR frames: one camera's H.264 live view, a pure transform (no I/O, no Redis).
+"""Fragmented MP4 from I420 pictures: one camera's H.264 live view, a pure transform (no I/O, no Redis).
 
-`Fragmenter.add(image, ts)` takes a BGR frame and its capture time (epoch ns) and returns the
-generation's `Init` (ftyp + moov) with the first frame, and one `Fragment` (moof + mdat) per frame:
+`Fragmenter.add_i420(picture, ts)` takes an I420 picture (encoder/i420.py: the encoder decodes its
+JPEGs straight to one) and its capture time (epoch ns); `add(image, ts)` takes a BGR frame and
+converts it first. Both return the generation's `Init` (ftyp + moov) with the first frame, and one
+`Fragment` (moof + mdat) per frame:
 
-- libx264 through PyAV, yuv420p (BT.601 from OpenCV's BGR -> I420, a third of swscale's cost),
+- libx264 through PyAV, yuv420p (limited-range BT.601, as OpenCV's BGR -> I420 writes it),
   `tune=zerolatency` (no lookahead, sliced threads: each frame comes out as it goes in), no B-frames
   (decode order is presentation order, so a fragment is playable as soon as it arrives), preset and
   crf from `video:`; scene-cut keyframes off and a keyframe forced on the first frame and then every
@@ -33,11 +35,11 @@ import struct
 from fractions import Fraction
 
 import av
-import cv2
 import numpy as np
 
 from common.errors import FramecastError
 from common.video import Fragment, Init
+from encoder import i420
 
 TIMESCALE = 90_000  # ticks per second of the video track (the MPEG one: 1/fps for any usual fps)
 TIME_BASE = Fraction(1, TIMESCALE)
@@ -149,6 +151,17 @@ def _track_timescale(init: bytes) -> int:
     return struct.unpack(">I", init[offset:offset + 4])[0]
 
 
+def _video_frame(picture: np.ndarray, width: int, height: int) -> av.VideoFrame:
+    """A new yuv420p frame holding the I420 picture: its planes copied in by numpy, which costs a third
+    of `VideoFrame.from_ndarray`'s copy (0.08 against 0.22 ms at 768x576)."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    chroma = picture[height:].reshape(2, height // 2, width // 2)
+    for plane, source in zip(frame.planes, (picture[:height], chroma[0], chroma[1]), strict=True):
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        np.copyto(rows[:, :plane.width], source)
+    return frame
+
+
 class Fragmenter:
     """One generation of one camera's video. Owned by that camera's encoder thread."""
 
@@ -200,9 +213,15 @@ class Fragmenter:
         return Init(self.generation, data, codec_string(bytes(context.extradata or b"")), width, height)
 
     def add(self, image: np.ndarray, ts: int, seq: bytes = b"") -> tuple[Init | None, Fragment | None]:
-        """Encode one BGR frame captured at `ts` (epoch ns): (the Init with the generation's first
+        """Encode one BGR frame captured at `ts` (epoch ns); see `add_i420`."""
+        if image.shape[0] < 16 or image.shape[1] < 16:
+            raise EncodeError(f"frame of {image.shape[1]}x{image.shape[0]} is too small to encode")
+        return self.add_i420(i420.from_bgr(image), ts, seq)
+
+    def add_i420(self, picture: np.ndarray, ts: int, seq: bytes = b"") -> tuple[Init | None, Fragment | None]:
+        """Encode one I420 picture captured at `ts` (epoch ns): (the Init with the generation's first
         frame else None, its Fragment, or None when the frame was dropped for its time)."""
-        height, width = image.shape[0] & ~1, image.shape[1] & ~1
+        width, height = i420.size(picture)
         if self.size is not None and (width, height) != self.size:
             raise SizeChanged(f"frame of {width}x{height} in a generation of {self.size[0]}x{self.size[1]}")
         if self._last_ts is not None and ts <= self._last_ts:
@@ -211,7 +230,7 @@ class Fragmenter:
         init = None
         if self._container is None:
             if width < 16 or height < 16:
-                raise EncodeError(f"frame of {image.shape[1]}x{image.shape[0]} is too small to encode")
+                raise EncodeError(f"frame of {width}x{height} is too small to encode")
             init = self.init = self._open(width, height)
             self._first_ts = ts
         pts = (ts - self._first_ts) * TIMESCALE // 1_000_000_000
@@ -221,8 +240,7 @@ class Fragmenter:
         if self._last_ts is not None:
             self._duration = max(1, pts - self._last_pts)
         self._last_ts, self._last_pts = ts, pts
-        i420 = cv2.cvtColor(np.ascontiguousarray(image[:height, :width]), cv2.COLOR_BGR2YUV_I420)
-        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        frame = _video_frame(picture, width, height)
         frame.pts, frame.time_base = pts, TIME_BASE
         if self._last_key_ts is None or ts - self._last_key_ts >= self.keyframe_interval_ns:
             frame.pict_type = av.video.frame.PictureType.I
