@@ -67,6 +67,11 @@ def command_calls(client) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in client.info("commandstats").items()}
 
 
+def command_usec(client) -> dict[str, int]:
+    """Redis CPU microseconds spent in each command so far (INFO commandstats)."""
+    return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in client.info("commandstats").items()}
+
+
 def all_stats(cluster: Cluster, cams: list[str]) -> dict[str, dict[str, float]]:
     pipe = cluster.client.pipeline(transaction=False)
     for cam in cams:
@@ -119,12 +124,15 @@ def measure(workdir: Path, cameras: int, warmup_s: float, window_s: float) -> di
         cpu_proc_before = {name: tree_cpu(p) for name, p in procs.items()}
         t0 = redis_ms(cluster.client)
         calls0 = command_calls(cluster.client)
+        usec0 = command_usec(cluster.client)
         cpu0 = redis_cpu_s(cluster.client)
         started = time.monotonic()
         time.sleep(window_s)
         cpu1 = redis_cpu_s(cluster.client)
         calls = Counter(command_calls(cluster.client))
         calls.subtract(calls0)
+        usec = Counter(command_usec(cluster.client))
+        usec.subtract(usec0)
         t1 = redis_ms(cluster.client)
         elapsed = time.monotonic() - started
         cpu_proc = {name: tree_cpu(p) - cpu_proc_before[name] for name, p in procs.items()}
@@ -179,6 +187,8 @@ def measure(workdir: Path, cameras: int, warmup_s: float, window_s: float) -> di
             "redis_cpu_share": redis_cpu_ms / 1000 / elapsed,
             # Redis commands per second over the window, the most called first (INFO commandstats)
             "redis_commands_per_s": {k: round(v / elapsed, 1) for k, v in calls.most_common(8)},
+            # where Redis's time goes: CPU ms per second of the window in each command, the costliest first
+            "redis_command_ms_per_s": {k: round(v / 1000 / elapsed, 2) for k, v in usec.most_common(8)},
             "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
             "latency_max_ms": max(latencies) if latencies else float("nan"),
             "transit_p50_ms": percentile(transit, 50), "transit_p99_ms": percentile(transit, 99),
@@ -246,11 +256,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.many_cameras_redis", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter warm-up and windows")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (the processes' logs)")
     args = parser.parse_args(argv)
     box = machine()
     print(f"machine: {box['cores']} cores, {box['cpu']}, load average {box['load']} at the start")
-    with tempfile.TemporaryDirectory(prefix="framecast-bench-") as tmp:
-        results = run(Path(tmp), quick=args.quick)
+    if args.keep:
+        results = run(args.keep, quick=args.quick)
+    else:
+        with tempfile.TemporaryDirectory(prefix="framecast-bench-") as tmp:
+            results = run(Path(tmp), quick=args.quick)
     for result in results:
         print_result(result)
     print(json.dumps(results[0]["rows"], indent=2, default=str))

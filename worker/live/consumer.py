@@ -39,12 +39,17 @@ from worker.live import groups, metrics
 from worker.live.assignment import POOL_FIELD, Assignment
 from worker.live.cameras import ServedCamera
 from worker.live.groups import GroupMissingError
+from worker.live.housekeeping import Chore, Rotation
 from worker.live.publisher import Publication, Publisher
 from worker.live.reads import FrameReader
 
-LAG_INTERVAL = 2.0  # seconds between consumer-group lag readings
 UNREACHABLE_PAUSE = 0.5  # seconds a camera whose cluster node does not answer is left out of the reads
-DEAD_CONSUMER_INTERVAL = 10.0
+# Consumer-group chores on each camera read: every `interval` seconds, at most `budget` cameras a
+# second (housekeeping.py), so their Redis commands do not grow with the camera count.
+LAG = Chore("lag", interval=2.0, budget=8.0)
+DEAD_CONSUMERS = Chore("consumers", interval=10.0, budget=2.0)
+RECLAIM_BUDGET = 8.0  # cameras a second; its interval is worker.claim_idle_ms / 2
+HOUSEKEEPING_TURN = 0.25  # seconds between turns of the chores
 SKIP_LOG_INTERVAL = 10.0
 DEADLETTER_MAX_BYTES = 1 << 20
 ASSIGNMENT_INTERVAL = 1.0  # seconds between readings of the worker registry (a pool worker's cameras)
@@ -80,6 +85,10 @@ class Worker:
         self._groups_created_once = False
         self._redis_down = False
         self._due: dict[str, float] = {}
+        self._lag = Rotation(LAG)
+        self._reclaims = Rotation(Chore("reclaim", self.cfg.claim_idle_ms / 2000, RECLAIM_BUDGET))
+        self._consumers = Rotation(Chore("consumers", min(DEAD_CONSUMERS.interval, self.cfg.dead_consumer_after / 2),
+                                         DEAD_CONSUMERS.budget))
         self.log = camera_logger("framecast.worker", ",".join(self.cams), worker=self.name)
 
     @property
@@ -206,17 +215,6 @@ class Worker:
         if error is not None:
             raise error
 
-    def _camera_chore(self, served: ServedCamera, chore, *args):
-        """Run one camera's chore; a refusal on its frames stream takes the camera out of service, and on a
-        cluster its node not answering pauses it (both return None)."""
-        try:
-            return chore(self.client, served.frames_key, *args)
-        except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
-            if isinstance(exc, CONNECTION_ERRORS) and not self.reader.streams.cluster:
-                raise  # the one server is down: the loop backs off
-            self._refused(served, served.frames_key, exc)
-            return None
-
     def _group_lost(self, exc: Exception) -> None:
         self.log.warning("consumer group missing (Redis restarted or flushed?), re-creating it",
                          extra={"error": describe_error(exc)})
@@ -230,25 +228,13 @@ class Worker:
         return True
 
     def _periodic(self) -> None:
-        """Heartbeat, reclaiming, lag and consumer clean-up, each at its own interval."""
+        """Heartbeat, the pool, the consumer-group chores and the skip log, each at its own interval."""
         if self._is_due("heartbeat", self.cfg.heartbeat_ttl / 3):
             self._heartbeat()
         if self.assignment.enabled and self._is_due("assignment", ASSIGNMENT_INTERVAL):
             self._reassign()
-        if self._is_due("reclaim", self.cfg.claim_idle_ms / 2000):
-            self._reclaim()
-        if self._is_due("lag", LAG_INTERVAL):
-            for served in self._serving():
-                backlog = self._camera_chore(served, groups.group_backlog)
-                if backlog is not None:
-                    served.account.set(metrics.LAG, backlog[0])
-                    served.account.set(metrics.PENDING, backlog[1])
-        if self._is_due("consumers", min(DEAD_CONSUMER_INTERVAL, self.cfg.dead_consumer_after / 2)):
-            for served in self._serving():
-                removed = self._camera_chore(served, groups.remove_dead_consumers, self.name,
-                                             int(self.cfg.dead_consumer_after * 1000))
-                if removed:
-                    served.log.info("removed dead consumers", extra={"consumers": removed})
+        if self._is_due("housekeeping", HOUSEKEEPING_TURN):
+            self._housekeeping()
         if self._is_due("skip-log", SKIP_LOG_INTERVAL):
             for served in self.cams.values():
                 skipped = served.skipped_since_last_report()
@@ -266,6 +252,7 @@ class Worker:
     def _reassign(self) -> None:
         """Read the pool of live workers and take up or leave cameras as the ranking says; then take this
         worker's consumer out of the groups of the cameras it left once it holds nothing there."""
+        before = set(self.assignment.pool)
         try:
             changed = self.assignment.refresh()
         except (*CONNECTION_ERRORS, redis.exceptions.ResponseError) as exc:
@@ -275,6 +262,13 @@ class Worker:
                 self.log.error("could not read the worker registry; keeping this worker's cameras",
                                extra={"error": describe_error(exc)})
             return
+        if before - set(self.assignment.pool):
+            # A worker left the pool (stopped, or killed and its heartbeat expired): take over what it
+            # held pending and delete its consumer on every camera now and once they have been idle long
+            # enough for that (claim_idle_ms, dead_consumer_after), not a rotation later.
+            now = time.monotonic()
+            self._reclaims.hurry(now, self.cfg.claim_idle_ms / 1000 + HOUSEKEEPING_TURN)
+            self._consumers.hurry(now, self.cfg.dead_consumer_after + HOUSEKEEPING_TURN)
         if changed:
             mine = self.assignment.cameras
             for cam, served in self.cams.items():
@@ -341,23 +335,70 @@ class Worker:
             "dead_threads": threads.dead(),  # a service thread died: the process is exiting (70)
         }, self.cfg.heartbeat_ttl)
 
-    def _reclaim(self) -> None:
-        """Take over frames left pending by consumers that died mid-frame, and handle them."""
-        for served in self._serving():
-            claimed = self._camera_chore(served, groups.claim_stale, self.name, self.cfg.claim_idle_ms)
-            entries, deleted = claimed or ([], [])
-            if entries or deleted:
-                served.account.count(metrics.RECLAIMED, len(entries))
-                served.log.info("reclaimed pending frames", extra={"frames": len(entries), "trimmed": len(deleted)})
-            if deleted:
-                # Trimmed from the stream while a stopped consumer held them: Redis has dropped them from
-                # the pending list too, so they are counted here or nowhere. A live frame that old is
-                # stale anyway; a backlog frame is lost (the ledger's `lost`).
-                served.account.count(metrics.SKIPPED if served.live else metrics.LOST, len(deleted))
-                if not served.live:
-                    served.log.error("frames lost: trimmed from the stream before a worker acknowledged them",
-                                     extra={"frames": len(deleted)})
-            self._work_through([(served, entries)])
+    def _housekeeping(self) -> None:
+        """A turn of the consumer-group chores: the cameras each one's rotation has due, each chore's
+        commands in one pipeline."""
+        now = time.monotonic()
+        serving = {s.frames_key: s for s in self._serving()}
+        streams = sorted(serving)
+        due = self._lag.take(streams, now)
+        for stream, reply in zip(due, self._chore_replies(groups.group_backlogs, due), strict=True):
+            if self._accepted(serving[stream], reply):
+                serving[stream].account.set(metrics.LAG, reply[0])
+                serving[stream].account.set(metrics.PENDING, reply[1])
+        due = self._reclaims.take(streams, now)
+        replies = self._chore_replies(groups.claim_stale_many, due, self.name, self.cfg.claim_idle_ms)
+        claimed = [(serving[stream], reply) for stream, reply in zip(due, replies, strict=True)
+                   if self._accepted(serving[stream], reply)]
+        for served, (entries, deleted) in claimed:
+            self._reclaimed(served, entries, deleted)
+        due = self._consumers.take(streams, now)
+        replies = self._chore_replies(groups.remove_dead_consumers_many, due, self.name,
+                                      int(self.cfg.dead_consumer_after * 1000))
+        for stream, reply in zip(due, replies, strict=True):
+            if self._accepted(serving[stream], reply) and reply:
+                serving[stream].log.info("removed dead consumers", extra={"consumers": reply})
+
+    def _chore_replies(self, chore, streams: list[str], *args) -> list:
+        """Run a pipelined chore over `streams`: one reply or error per stream. On a single server an
+        outage raises (the loop backs off); on a cluster a pipeline cut short leaves this turn's cameras
+        for their next visit."""
+        if not streams:
+            return []
+        try:
+            return chore(self.client, streams, *args)
+        except CONNECTION_ERRORS as exc:
+            if not self.reader.streams.cluster:
+                raise
+            return [exc] * len(streams)
+
+    def _accepted(self, served: ServedCamera, reply) -> bool:
+        """True for a chore's answer; an error is the camera's (out of service, its group re-created, or
+        paused while its cluster node does not answer)."""
+        if isinstance(reply, GroupMissingError):
+            self._group_lost(reply)
+            return False
+        if isinstance(reply, Exception):
+            if isinstance(reply, CONNECTION_ERRORS) and not self.reader.streams.cluster:
+                raise reply
+            self._refused(served, served.frames_key, reply)
+            return False
+        return True
+
+    def _reclaimed(self, served: ServedCamera, entries: list, deleted: list) -> None:
+        """Handle the frames taken over from consumers that died mid-frame, and count those trimmed."""
+        if entries or deleted:
+            served.account.count(metrics.RECLAIMED, len(entries))
+            served.log.info("reclaimed pending frames", extra={"frames": len(entries), "trimmed": len(deleted)})
+        if deleted:
+            # Trimmed from the stream while a stopped consumer held them: Redis has dropped them from
+            # the pending list too, so they are counted here or nowhere. A live frame that old is
+            # stale anyway; a backlog frame is lost (the ledger's `lost`).
+            served.account.count(metrics.SKIPPED if served.live else metrics.LOST, len(deleted))
+            if not served.live:
+                served.log.error("frames lost: trimmed from the stream before a worker acknowledged them",
+                                 extra={"frames": len(deleted)})
+        self._work_through([(served, entries)])
 
     def _shutdown(self) -> None:
         try:  # a pass read ahead was delivered to this consumer: handle it too
