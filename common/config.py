@@ -39,9 +39,9 @@ from common.events_config import (
     events_dir_refusal,
 )
 from common.motion_config import MotionConfig
-from common.video_config import VideoConfig
 from common.redaction import redact_url
 from common.redis_url import parse_redis_url
+from common.video_config import VideoConfig
 from common.yamlfile import load_yaml
 
 DEFAULT_CONFIG_FILE = "cameras.yaml"

@@ -21,6 +21,11 @@ SKIPPED_FIELD = b"s"
 EVENT_FIELD = b"e"
 # Consumer group that the detector workers share on each camera's frames stream.
 WORKER_GROUP = "detectors"
+# Field of an `arrivals` entry: the ids of the cameras whose frames one producer round added, comma-separated.
+ARRIVALS_FIELD = b"c"
+# Bound of the arrivals stream (MAXLEN ~): minutes of rounds at any usual rate; a worker further behind
+# finds the frames by its sweep (worker/live/arrivals.py).
+ARRIVALS_MAXLEN = 10_000
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,13 @@ class Keys:
         """Sorted set: web process id -> until when (epoch s) someone there watches the camera's
         H.264 view; the encoder encodes while a member is in the future."""
         return self._cam("viewers", camera_id)
+
+    @property
+    def arrivals(self) -> str:
+        """Stream: which cameras just had frames added (a producer round: ARRIVALS_FIELD), so a worker
+        blocks on this one key and reads only those cameras' streams instead of naming every stream it
+        serves in each read (whose cost grows with the streams named). Its own hash tag: one key."""
+        return f"{self.prefix}:{{arrivals}}:frames"
 
     # Global registries share one hash tag so they can be read together.
     @property

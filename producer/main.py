@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = Keys(settings.key_prefix)
     # Threads: the camera pool's few, one sending thread for every camera, and a capture thread per
     # live camera (their sources are read by blocking); none per paced camera (producer/scheduler.py).
-    send_loop = SendLoop(client)
+    send_loop = SendLoop(client, arrivals=keys.arrivals)
     publishers = [CameraPublisher(camera, settings, client, stop, send_loop=send_loop) for camera in cameras]
     pool = Scheduler(stop)
     pool.add_all(publishers)

@@ -23,7 +23,9 @@ import time
 
 import redis
 
-from common.connection import CONNECTION_ERRORS
+from common.connection import CONNECTION_ERRORS, ThrottledLog, describe_error, is_cluster
+from common.keys import ARRIVALS_FIELD, ARRIVALS_MAXLEN
+from common.logs import camera_logger
 from common.threads import start_thread
 
 # What a round meets when Redis is away: waited out with backoff by each sender. RedisClusterException
@@ -36,8 +38,15 @@ class SendLoop:
     """One thread sending the frames of many cameras. Senders `add` themselves and `wake` it when a
     frame is queued; everything a sender does towards Redis runs on this thread."""
 
-    def __init__(self, client: redis.Redis, name: str = "sender", cam: str | None = None):
+    def __init__(self, client: redis.Redis, name: str = "sender", cam: str | None = None,
+                 arrivals: str | None = None):
         self.client = client
+        self.arrivals = arrivals  # the workers' arrivals stream (Keys.arrivals): announced after each round's frames
+        self._refused_arrivals = ThrottledLog(60.0)
+        # On a cluster the arrivals key's node may be down while the frames' are not: it goes alone,
+        # after the round, so its failure never looks like the frames' (a resent backlog batch).
+        self._announce_apart = is_cluster(client)
+        self.log = camera_logger("framecast.producer", cam or "-")
         self._cond = threading.Condition()
         self._senders: list = []
         self._woken = False
@@ -99,7 +108,11 @@ class SendLoop:
                 parts.append((sender, added))
         if parts:
             self.rounds += 1
-            self.frame_rounds += any(sender.sending_frames for sender, _ in parts)
+            sending = [sender.account.cam for sender, _ in parts if sender.sending_frames]
+            self.frame_rounds += bool(sending)
+            announced = bool(sending and self.arrivals) and not self._announce_apart
+            if announced:  # after the frames, in the same round trip; its reply is no sender's
+                self._announce(pipe, sending)
             try:
                 replies = pipe.execute(raise_on_error=False)
             except OUTAGE as exc:
@@ -109,6 +122,13 @@ class SendLoop:
                 for sender, _ in parts:
                     sender.broken(exc)
             else:
+                if announced and isinstance(replies[-1], Exception):
+                    self._not_announced(replies[-1])
+                if sending and self.arrivals and self._announce_apart:
+                    try:
+                        self._announce(self.client, sending)
+                    except OUTAGE as exc:
+                        self._not_announced(exc)
                 at = 0
                 for sender, added in parts:
                     try:
@@ -119,3 +139,12 @@ class SendLoop:
             del pipe, parts  # the round's frames are not kept alive while the thread waits
         due = min((sender.due_at for sender in senders), default=math.inf)
         return max(0.0, min(IDLE_WAIT_S, due - time.monotonic()))
+
+    def _announce(self, target, cams: list[str]) -> None:
+        target.xadd(self.arrivals, {ARRIVALS_FIELD: ",".join(cams)}, maxlen=ARRIVALS_MAXLEN, approximate=True)
+
+    def _not_announced(self, exc: BaseException) -> None:
+        """The frames are in Redis; the workers find them by their sweep (worker/live/arrivals.py)."""
+        if self._refused_arrivals.due("arrivals"):
+            self.log.warning("could not announce frames on the arrivals stream; workers find them later "
+                             "by their sweep", extra={"error": describe_error(exc)})

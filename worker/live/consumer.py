@@ -74,7 +74,8 @@ class Worker:
         self.cfg = settings.worker
         self.cams = {c.id: ServedCamera(c, settings, client, self.name) for c in cameras}
         self.by_stream = {served.frames_key: served for served in self.cams.values()}
-        self.reader = FrameReader(client, self.name, list(self.cams.values()))
+        self.log = camera_logger("framecast.worker", ",".join(self.cams), worker=self.name)
+        self.reader = FrameReader(client, self.name, list(self.cams.values()), self.keys.arrivals, self.log)
         self.assignment = Assignment(client, self.keys, self.name, self.cams,
                                      0 if dedicated else self.cfg.readers_per_camera)
         self._releasing: set[str] = set()  # cameras no longer assigned whose consumer is still in the group
@@ -89,7 +90,6 @@ class Worker:
         self._reclaims = Rotation(Chore("reclaim", self.cfg.claim_idle_ms / 2000, RECLAIM_BUDGET))
         self._consumers = Rotation(Chore("consumers", min(DEAD_CONSUMERS.interval, self.cfg.dead_consumer_after / 2),
                                          DEAD_CONSUMERS.budget))
-        self.log = camera_logger("framecast.worker", ",".join(self.cams), worker=self.name)
 
     @property
     def processed(self) -> int:

@@ -42,6 +42,9 @@ GROUPS_RECREATED = Counter("framecast_worker_groups_recreated_total",
 CAMERA_REFUSED_KEYS = Counter("framecast_worker_camera_refused_keys_total",
                               "Times a camera was taken out of service for a key Redis refuses (e.g. a stream "
                               "of the wrong type), or the refusal changed", ["camera"])
+READ_PASSES = Counter("framecast_worker_read_passes_total",
+                      "Read passes: naming every stream the worker serves, or only those the arrivals "
+                      "stream announced", ["kind"])
 CAMERA_OUT_OF_SERVICE = Gauge("framecast_worker_camera_out_of_service",
                               "1 while the camera is out of service for a key Redis refuses, retried every "
                               "10-30 s", ["camera"])

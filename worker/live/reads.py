@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +27,8 @@ import redis
 from common.connection import CONNECTION_ERRORS, is_cluster
 from common.keys import WORKER_GROUP
 from common.text import as_str
+from worker.live import metrics
+from worker.live.arrivals import SAFETY_SWEEP_S, UNANNOUNCED_SWEEP_S, Arrivals
 from worker.live.cameras import ServedCamera
 
 CLUSTER_BLOCK_MS = 100  # longest block of an idle read pass on a cluster
@@ -160,6 +162,11 @@ class ReadPace:
         return statistics.median(self._reads) if self._reads else 0.0
 
     @property
+    def floor_s(self) -> float:
+        """The quickest of the last non-blocking reads: the link's round trip, without load's spikes."""
+        return min(self._reads) if self._reads else 0.0
+
+    @property
     def frame_s(self) -> float:
         return statistics.median(self._frames) if self._frames else 0.0
 
@@ -194,12 +201,26 @@ class FrameReader:
     """The worker loop's reads of its cameras' frames streams: the cameras in service, how many
     entries each (live: a batch whose newest frame wins; backlog: `ReadPace`), blocking when idle,
     and the next pass sent ahead over a slow link. Used by the loop's thread; the read sent ahead
-    runs on a thread of its own and is taken up by the next `read`."""
+    runs on a thread of its own and is taken up by the next `read`.
 
-    def __init__(self, client, consumer: str, cameras: list[ServedCamera]):
+    While some of its cameras are announced on the arrivals stream (arrivals.py) and the link is
+    quick, a pass names only the streams with news: those announced since, and those whose last read
+    returned a full batch (more may wait); idle, it blocks on the arrivals stream alone. Otherwise a
+    pass names every stream, blocking when idle, as one read (per slot on a cluster)."""
+
+    def __init__(self, client, consumer: str, cameras: list[ServedCamera], arrivals_key: str | None = None,
+                 log=None):
         self.streams = StreamReads(client, consumer)
         self.by_stream = {served.frames_key: served for served in cameras}
+        self._stream_of = {served.cam: served.frames_key for served in cameras}
         self.pace = ReadPace()
+        self.arrivals = Arrivals(client, arrivals_key, self.streams.cluster, log) if arrivals_key else None
+        self.announced: set[str] = set()  # streams an arrival has named (and no sweep has found unannounced)
+        self._news: set[str] = set()  # streams to read in the next pass by arrivals
+        self._sweep_at = 0.0  # monotonic: the next read of every stream
+        # unannounced streams: (monotonic time of the next sweep, the interval after it); an empty
+        # sweep doubles the interval up to SAFETY_SWEEP_S (a dead camera), frames reset it
+        self._unannounced: dict[str, tuple[float, float]] = {}
         self._ahead: tuple[list[Read], Future] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -209,11 +230,19 @@ class FrameReader:
             reads, future = self._ahead
             self._ahead = None
             found, refused = future.result()
-        else:
-            reads = self.plan(idle)
-            if not reads:
-                return None
-            found, refused = self._timed(reads, self.streams.blocks(reads, wait_ms) if idle else None)
+            return Pass(reads, found, refused)
+        now = time.monotonic()
+        if self._by_arrivals(now):
+            done = self._read_by_arrivals(idle, wait_ms, now)
+            if done is not None:
+                return done
+        reads = self.plan(idle)
+        if not reads:
+            return None
+        metrics.READ_PASSES.labels(kind="every stream").inc()
+        found, refused = self._timed(reads, self.streams.blocks(reads, wait_ms) if idle else None)
+        if found and self.arrivals is not None and self.arrivals.usable(now):
+            self._learn(self.arrivals.read(None))  # which cameras announce: read by arrivals from now on
         if found and self.pace.read_s > PREFETCH_OVER_S:
             ahead = self.plan(idle=False)
             if ahead:
@@ -222,18 +251,90 @@ class FrameReader:
                 self._ahead = (ahead, self._executor.submit(self._timed, ahead, None))
         return Pass(reads, found, refused)
 
+    def _by_arrivals(self, now: float) -> bool:
+        """Read by arrivals: the stream is readable, the link quick (its quickest recent read: over a
+        slow one the read ahead of every stream hides the round trip, which a read after the arrivals'
+        would add) and some camera in service announced."""
+        return (self.arrivals is not None and self.arrivals.usable(now) and self.pace.floor_s <= PREFETCH_OVER_S
+                and any(stream in self.announced for stream in self._serving(now)))
+
+    def _read_by_arrivals(self, idle: bool, wait_ms: int, now: float) -> Pass | None:
+        """A pass over the streams with news (every stream at a sweep); None when the arrivals stream
+        cannot be read (the caller reads every stream)."""
+        serving = self._serving(now)
+        sweep = now >= self._sweep_at
+        if sweep:
+            self._sweep_at = now + SAFETY_SWEEP_S
+            targets = set(serving)
+        else:
+            targets = {s for s in serving if s in self._news or self.by_stream[s].out_of_service
+                       or (s not in self.announced and now >= self._unannounced_due(s))}
+        if not targets:
+            block = None
+            if idle:
+                until = min([self._sweep_at, *(self._unannounced_due(s) for s in serving if s not in self.announced)])
+                block = max(10, min(wait_ms, int((until - now) * 1000)))
+            cams = self.arrivals.read(block)
+            if cams is None:
+                return None
+            self._learn(cams)
+            targets = {s for s in self._serving(time.monotonic()) if s in self._news}
+            if not targets:
+                return Pass([], [], {})
+        metrics.READ_PASSES.labels(kind="every stream" if sweep else "by arrivals").inc()
+        reads = self._plan_over([self.by_stream[s] for s in sorted(targets)])
+        news_before = self._news
+        found, refused = self._timed(reads, None)
+        self._news = news_before - targets
+        with_frames = set()
+        for stream, entries in found:
+            with_frames.add(stream)
+            read = next(r for r in reads if stream in r.streams)
+            if len(entries) >= read.count:
+                self._news.add(stream)  # a full batch: more may wait
+            if sweep and stream in self.announced and stream not in news_before:
+                # Frames nobody announced: that camera's producer does not (any more): sweep it.
+                self.announced.discard(stream)
+        after = time.monotonic()
+        for stream in targets:
+            if stream not in self.announced:
+                interval = UNANNOUNCED_SWEEP_S if stream in with_frames else min(
+                    SAFETY_SWEEP_S, 2 * self._unannounced.get(stream, (0.0, UNANNOUNCED_SWEEP_S / 2))[1])
+                self._unannounced[stream] = (after + interval, interval)
+        return Pass(reads, found, refused)
+
+    def _unannounced_due(self, stream: str) -> float:
+        return self._unannounced.get(stream, (0.0, 0.0))[0]
+
+    def _learn(self, cams: set[str] | None) -> None:
+        for cam in cams or ():
+            stream = self._stream_of.get(cam)
+            if stream is not None:  # another worker's camera is not ours to read
+                self.announced.add(stream)
+                self._news.add(stream)
+                self._unannounced.pop(stream, None)
+
+    def _serving(self, now: float) -> list[str]:
+        return [stream for stream, s in self.by_stream.items() if s.serving(now)]
+
     def plan(self, idle: bool) -> list[Read]:
         """The reads of one pass over the cameras assigned and in service: idle, one read over every stream (per
         slot on a cluster); busy, live and backlog streams apart, each with its own count."""
         now = time.monotonic()
         serving = [s for s in self.by_stream.values() if s.serving(now)]
-        kinds = [serving] if idle else [[s for s in serving if s.live], [s for s in serving if not s.live]]
+        if idle:
+            return [Read(tuple(streams), LIVE_BATCH if all(self.by_stream[s].live for s in streams)
+                         else self.pace.backlog_count())
+                    for streams in self.streams.slot_groups([s.frames_key for s in serving])]
+        return self._plan_over(serving)
+
+    def _plan_over(self, cameras: list[ServedCamera]) -> list[Read]:
+        """Non-blocking reads of `cameras`: live and backlog streams apart, each with its own count."""
         backlog_count = self.pace.backlog_count()
         reads = []
-        for kind in kinds:
+        for kind in ([s for s in cameras if s.live], [s for s in cameras if not s.live]):
             for streams in self.streams.slot_groups([s.frames_key for s in kind]):
-                backlog = any(not self.by_stream[stream].live for stream in streams)
-                reads.append(Read(tuple(streams), backlog_count if backlog else LIVE_BATCH))
+                reads.append(Read(tuple(streams), LIVE_BATCH if self.by_stream[streams[0]].live else backlog_count))
         return reads
 
     def streams_in_flight(self) -> set[str]:
