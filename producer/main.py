@@ -22,7 +22,7 @@ from common.service import (
     stop_event_on_signals,
 )
 from common.startup import connect_checked
-from producer.publisher import CameraPublisher
+from producer.publisher import CameraPublisher, spread_phases
 from producer.scheduler import Scheduler
 from producer.send_loop import SendLoop
 
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     # Threads: the camera pool's few, one sending thread for every camera, and a capture thread per
     # live camera (their sources are read by blocking); none per paced camera (producer/scheduler.py).
     send_loop = SendLoop(client, arrivals=keys.arrivals)
-    publishers = [CameraPublisher(camera, settings, client, stop, send_loop=send_loop) for camera in cameras]
+    phases = spread_phases(cameras)  # paced cameras of one rate at an even pace
+    publishers = [CameraPublisher(camera, settings, client, stop, send_loop=send_loop, phase=phases[camera.id])
+                  for camera in cameras]
     pool = Scheduler(stop)
     pool.add_all(publishers)
     pool.start()
