@@ -34,6 +34,9 @@ from worker.live.cameras import ServedCamera
 CLUSTER_BLOCK_MS = 100  # longest block of an idle read pass on a cluster
 LIVE_BATCH = 16  # entries read at once from a live stream; all but the newest are superseded
 PREFETCH_OVER_S = 0.005  # reads slower than this (a distant Redis) are sent ahead of the loop
+# A link whose quickest recent read took longer than this (a distant Redis, not a busy machine: load
+# makes some reads slow, never all) is read stream by stream with the read ahead, not by arrivals.
+SLOW_LINK_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ class FrameReader:
         """Read by arrivals: the stream is readable, the link quick (its quickest recent read: over a
         slow one the read ahead of every stream hides the round trip, which a read after the arrivals'
         would add) and some camera in service announced."""
-        return (self.arrivals is not None and self.arrivals.usable(now) and self.pace.floor_s <= PREFETCH_OVER_S
+        return (self.arrivals is not None and self.arrivals.usable(now) and self.pace.floor_s <= SLOW_LINK_S
                 and any(stream in self.announced for stream in self._serving(now)))
 
     def _read_by_arrivals(self, idle: bool, wait_ms: int, now: float) -> Pass | None:
@@ -286,15 +289,22 @@ class FrameReader:
         news_before = self._news
         found, refused = self._timed(reads, None)
         self._news = news_before - targets
-        with_frames = set()
+        with_frames, unannounced_frames = set(), set()
         for stream, entries in found:
             with_frames.add(stream)
             read = next(r for r in reads if stream in r.streams)
             if len(entries) >= read.count:
                 self._news.add(stream)  # a full batch: more may wait
             if sweep and stream in self.announced and stream not in news_before:
-                # Frames nobody announced: that camera's producer does not (any more): sweep it.
-                self.announced.discard(stream)
+                unannounced_frames.add(stream)
+        if unannounced_frames:
+            # Frames found before their announcement was read, or with none: an announcement follows
+            # its frames at once, so what the arrivals stream does not name now, nobody announced:
+            # that camera's producer does not (any more), and it goes back to the sweeps.
+            cams = self.arrivals.read(None)
+            named = {self._stream_of.get(cam) for cam in cams or ()}
+            self._learn(cams)
+            self.announced -= unannounced_frames - named
         after = time.monotonic()
         for stream in targets:
             if stream not in self.announced:
