@@ -16,8 +16,8 @@
 (function (global) {
   const BUFFER_S = 10;          // keep this much played video behind the playhead, remove the rest
   const JUMP_S = 1.5;           // further behind the newest frame than this: jump to it
-  const JUMP_TO_S = 0.2;        // ... landing this far before it
-  const RATE_S = 0.5;           // further behind than this: play at CATCH_UP_RATE
+  const JUMP_TO_S = 0.1;        // ... landing this far before it (a frame at 10 fps)
+  const RATE_S = 0.25;          // further behind than this: play at CATCH_UP_RATE (at 0.5 it settled ~0.4 s behind)
   const CATCH_UP_RATE = 1.1;
   const TICK_MS = 250;
   const STALL_MS = 8000;        // no byte, or a playhead that has not moved, for this long: reconnect
