@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ from common.detectors import backend, backend_names
 from common.errors import FramecastError
 from common.logs import setup_logging
 from common.service import EXIT_USAGE, add_common_args, load_settings
+from worker.offline.interrupt import Interrupt, Interrupted
 from worker.offline.pool import DEFAULT_INFERENCE_THREADS, default_jobs, process_video
 from worker.offline.targets import Target, TargetError, check_targets, discard
 from worker.offline.video import iter_frames, mp4_writer_factory, open_video
@@ -64,7 +64,19 @@ def _detection(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # From the first line on: a signal at any moment of the command is recorded, and ends the run
+    # (worker/offline/interrupt.py)
+    with Interrupt() as interrupt:
+        try:
+            return _process(build_parser().parse_args(argv), interrupt)
+        except Interrupted as exc:
+            print(f"framecast process: interrupted by {signal.Signals(exc.signum).name}; nothing written",
+                  file=sys.stderr)
+            return 128 + exc.signum
+
+
+def _process(args: argparse.Namespace, interrupt: Interrupt) -> int:
+    """The command, its signals handled by `interrupt`: an exit status, or Interrupted."""
     if args.jobs_deprecated is not None:
         print("framecast process: --workers is deprecated, use --jobs", file=sys.stderr)
         args.jobs = args.jobs_deprecated
@@ -94,17 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     targets = [t for t in (video, detections_target) if t is not None]
     try:
-        with _signals_interrupt():
-            counts, where, fps = _run(args, settings, detection, cap, video, detections_target)
-            for target in targets:
-                target.commit()
+        counts, where, fps = _run(args, settings, detection, cap, video, detections_target, interrupt)
+        interrupt.check()  # the last moment a signal keeps the earlier outputs
+        for target in targets:
+            target.commit()
     except (FramecastError, OSError) as exc:
         print(f"framecast process: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except _Interrupted as exc:
-        print(f"framecast process: interrupted by {signal.Signals(exc.signum).name}; nothing written",
-              file=sys.stderr)
-        return 128 + exc.signum
     finally:
         cap.release()
         discard(targets)  # what is left of a run that did not commit; nothing after one that did
@@ -116,15 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args, settings, detection: dict, cap, video: Target, detections: Target | None) -> tuple[dict, str, float]:
-    """Annotate the opened capture into the targets' temporary files; (counts, how, fps)."""
+def _run(args, settings, detection: dict, cap, video: Target, detections: Target | None,
+         interrupt: Interrupt) -> tuple[dict, str, float]:
+    """Annotate the opened capture into the targets' temporary files; (counts, how, fps). A signal
+    ends it (Interrupted) before the next frame is written."""
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if 0 < fps < 1000 else 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     for target in (video, detections):
         if target is not None:
             target.prepare()
-    writer_factory = mp4_writer_factory(video.path, fps)
+    writer_factory = interrupt.guarded(mp4_writer_factory(video.path, fps))
     frames = iter_frames(cap)
     # "x": a temporary name is never a file that was already there
     jsonl_file = open(detections.path, "w" if detections.direct else "x", encoding="utf-8") if detections else None  # noqa: SIM115
@@ -139,32 +149,6 @@ def _run(args, settings, detection: dict, cap, video: Target, detections: Target
     if not counts["frames"]:
         raise TargetError(f"no frame of {args.input} could be decoded: nothing written")
     return counts, where, fps
-
-
-class _Interrupted(BaseException):
-    """SIGINT or SIGTERM in the main thread: unwinds the run so its temporary files are removed."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def _signals_interrupt():
-    """SIGINT and SIGTERM raise _Interrupted in the main thread for the duration (elsewhere: no change)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum, _frame):
-        raise _Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _run_via_redis(args, settings, frames, writer_factory, fps: float, jsonl, total) -> dict:
