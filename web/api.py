@@ -12,6 +12,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from common.keys import DETECTIONS_FIELD
 from common.registry import Kind, live_members
+from web.answers import FIGURES_KEY
 from web.eventfeed import too_many_feeds
 from web.figures import STATUSES, Figures
 from web.query import bounded_int, flag
@@ -81,6 +82,7 @@ def cameras():
     if figures.registry_errors:
         body += [b',"registry_errors":', json.dumps(figures.registry_errors, sort_keys=True).encode()]
     body += [b',"total":', str(len(chosen)).encode(), b',"workers_live":', str(figures.workers_live).encode(), b"}"]
+    request.environ[FIGURES_KEY] = figures  # web.answers keeps this answer with them
     return Response(b"".join(body), mimetype="application/json")
 
 

@@ -14,6 +14,7 @@ from common.errors import InvalidCameraIdError, UnknownCameraError
 from common.keys import Keys
 from web import api, auth, eventfeed, events, health, live_video, pages, video
 from web import metrics as web_metrics
+from web.answers import ReplayedAnswers
 from web.broadcaster import Broadcaster, no_signal_threshold
 from web.figures import SharedFigures
 from web.followers import Followers
@@ -85,4 +86,6 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Flask:
 
     for error_type in CONNECTION_ERRORS:
         app.register_error_handler(error_type, _redis_down)
+    # Identical /api/cameras polls between two refreshes get the app's first answer again (web.answers).
+    app.wsgi_app = ReplayedAnswers(app.wsgi_app, app.extensions[EXTENSION].figures)
     return app

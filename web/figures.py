@@ -11,7 +11,8 @@ runs at a time: callers arriving meanwhile wait for it and share its result. Wit
 every call computes (and nothing runs in the background).
 
 Each camera's summary is serialised once per refresh (`Figures.fragments`), so a filtered or paged
-answer is a join of ready JSON. Everything in a `Figures` is as of its `at` time.
+answer is a join of ready JSON, and a request that was asked already since the refresh gets that
+answer again without the app (web.answers). Everything in a `Figures` is as of its `at` time.
 
 Staleness follows the camera's own rate: a camera is stale (and not ready) when its newest annotated
 frame is older than max(web.stale_after, STALE_INTERVALS frame intervals), the frame interval being
@@ -140,6 +141,19 @@ class SharedFigures:
         """The newest figures, computing none (None before the first): for callers that must not
         cost a refresh, such as a snapshot."""
         return self._figures
+
+    def fresh(self) -> Figures | None:
+        """The figures `current` would give now without computing, else None (before the first, when
+        they are too old, with an interval of 0): for web.answers, which falls back on the app then.
+        Counts as a caller, as `current` does."""
+        if self.interval == 0:
+            return None
+        self._asked = time.monotonic()
+        figures = self._figures
+        if figures is None or self._asked - self._computed > STALE_FIGURES * self.interval:
+            return None
+        self._start_refresher()
+        return figures
 
     def current(self) -> Figures:
         """The figures, at most about one interval old. Runs on the request's thread/greenlet."""

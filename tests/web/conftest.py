@@ -104,6 +104,22 @@ def read_parts(response, count: int, timeout: float = 20.0) -> list[tuple[dict, 
 
 
 @pytest.fixture
+def app_for(write_config, redis_url, redis_client):
+    """app_for(cameras, **web) -> a web app on the test's Redis; its figures' refresher stops after."""
+    apps = []
+
+    def _make(cameras, **web):
+        settings = load_config(write_config(cameras, redis_url=redis_url, web=web), env={})
+        app = create_app(settings, redis_client)
+        apps.append(app)
+        return app
+
+    yield _make
+    for app in apps:
+        app.extensions["framecast"].shutdown()
+
+
+@pytest.fixture
 def web_config(write_config, redis_url):
     def _make(**web):
         cams = [{"id": "cam1", "source": "rtsp://admin:hunter2@10.0.0.9/live"}, {"id": "cam2", "source": "pattern"}]

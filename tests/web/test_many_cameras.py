@@ -8,13 +8,11 @@ import time
 import pytest
 
 from common import envelope
-from common.config import load_config
 from common.envelope import Frame
 from common.keys import FRAME_FIELD
 from common.registry import heartbeat
 from common.stats import StatsWriter
 from tests.web.conftest import KEYS, jpeg_of, publish
-from web.app import create_app
 
 
 def _calls(redis_client) -> dict[str, int]:
@@ -29,22 +27,6 @@ def _diff(after: dict, before: dict) -> dict:
 
 def _cameras(count: int, **extra) -> list[dict]:
     return [{"id": f"cam{i:03d}", "source": "pattern", **extra} for i in range(count)]
-
-
-@pytest.fixture
-def app_for(write_config, redis_url, redis_client):
-    """app_for(cameras, **web) -> a web app on the test's Redis; its figures' refresher stops after."""
-    apps = []
-
-    def _make(cameras, **web):
-        settings = load_config(write_config(cameras, redis_url=redis_url, web=web), env={})
-        app = create_app(settings, redis_client)
-        apps.append(app)
-        return app
-
-    yield _make
-    for app in apps:
-        app.extensions["framecast"].shutdown()
 
 
 def _fill(redis_client, cams: list[str]) -> None:
