@@ -203,14 +203,15 @@ def redis_cpu(address: str) -> dict[int, dict[str, float]]:
     for port in REDIS_PORTS:
         client = _node(address, port)
         try:
-            cpu, stats = client.info("cpu"), client.info("stats")
+            cpu, stats, calls = client.info("cpu"), client.info("stats"), client.info("commandstats")
         finally:
             client.close()
         main = cpu.get("used_cpu_user_main_thread", cpu["used_cpu_user"]) + cpu.get(
             "used_cpu_sys_main_thread", cpu["used_cpu_sys"])
         out[port] = {"process": cpu["used_cpu_user"] + cpu["used_cpu_sys"], "main": main,
                      "bytes": stats["total_net_input_bytes"] + stats["total_net_output_bytes"],
-                     "commands": stats["total_commands_processed"]}
+                     "commands": stats["total_commands_processed"],
+                     "calls": {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in calls.items()}}
     return out
 
 
@@ -273,6 +274,9 @@ def cpu_figures(first: CpuSample, last: CpuSample) -> tuple[dict, list[tuple[str
         figures[f"redis_{port}_cpu_pct"] = round(100 * (b["process"] - a["process"]) / seconds, 1)
         figures[f"redis_{port}_main_thread_pct"] = round(100 * main, 1)
         figures[f"redis_{port}_commands_per_s"] = round((b["commands"] - a["commands"]) / seconds)
+        calls = {name: (n - a["calls"].get(name, 0)) / seconds for name, n in b["calls"].items()}
+        figures[f"redis_{port}_top_commands_per_s"] = ", ".join(
+            f"{name} {rate:.0f}" for name, rate in sorted(calls.items(), key=lambda kv: -kv[1])[:5])
         limits.append((f"redis master :{port}", main, f"single-threaded Redis master :{port} at "
                                                        f"{100 * main:.1f}% of a core"))
     net = sum(last.redis[p]["bytes"] - first.redis[p]["bytes"] for p in REDIS_PORTS) / seconds

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from common import cluster_keys
 from common.redaction import redact_text
 from common.redis_url import RedisTarget, parse_redis_url
 
@@ -102,10 +103,12 @@ def _connect_cluster(target: RedisTarget, retries: int, common: dict) -> redis.c
     backoff = Backoff(base=0.2, cap=2.0)
     while True:
         try:
-            return redis.cluster.RedisCluster(
+            client = redis.cluster.RedisCluster(
                 startup_nodes=nodes, username=target.username, password=target.password,
                 retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), max(retries, 1)),
                 **_tls_kwargs(target), **common)
+            cluster_keys.install(client)  # stream reads without a COMMAND GETKEYS round trip each
+            return client
         except (redis.exceptions.RedisClusterException, *CONNECTION_ERRORS) as exc:
             if permanent_reason(exc) is not None or time.monotonic() > deadline:
                 hosts = ",".join(f"{h}:{p}" for h, p in target.hosts)

@@ -379,7 +379,7 @@ def _pending_of(client, cam: str, consumer: str) -> list[str]:
 def test_multi_host_worker_link_cut(network: Network, tmp_path):  # noqa: F811
     """Redis, the producer, two workers and the web tier on five namespace hosts; the two workers
     share a hostname and are both PID 1 (the identity collision of containers); one worker's cable
-    is pulled for 20 s: video keeps flowing through the other, which reclaims the cut worker's
+    is pulled for 20 s: video keeps flowing through the other, which reclaims any frame the cut worker held
     frames; the cut worker comes back; the ledger is exact."""
     hosts = {name: network.add_host(name, octet) for name, octet in
              (("redis", 1), ("producer", 2), ("worker-a", 3), ("worker-b", 4), ("web", 5))}
@@ -421,9 +421,10 @@ def test_multi_host_worker_link_cut(network: Network, tmp_path):  # noqa: F811
         cut_at = time.monotonic()
         network.cut("worker-a")
         time.sleep(1.0)
+        # Cut mid-frame, it strands the frame it holds; cut while idle, nothing: it blocks on the
+        # arrivals stream, not in the group, and reads the group only once an announcement reached it.
         stranded = {cam: _pending_of(client, cam, cut_id) for cam in cams}
-        # It was blocked reading (or mid-frame) when cut: the frame Redis handed it is stranded with it.
-        assert any(stranded.values()), f"the cut worker had no pending frame to strand: {stranded}"
+        report["stranded"] = {cam: len(ids) for cam, ids in stranded.items()}
         # The cut worker's heartbeat expires; frames keep flowing through the other one.
         _wait(lambda: [w["id"] for w in _worker_heartbeats(web_addr)] == [other_id], CUT_S - 2,
               "the cut worker's heartbeat to expire", services)
