@@ -379,8 +379,8 @@ def _pending_of(client, cam: str, consumer: str) -> list[str]:
 def test_multi_host_worker_link_cut(network: Network, tmp_path):  # noqa: F811
     """Redis, the producer, two workers and the web tier on five namespace hosts; the two workers
     share a hostname and are both PID 1 (the identity collision of containers); one worker's cable
-    is pulled for 20 s: video keeps flowing through the other, which reclaims any frame the cut worker held
-    frames; the cut worker comes back; the ledger is exact."""
+    is pulled for 20 s: video keeps flowing through the other, which reclaims any frame the cut worker
+    held; the cut worker comes back; the ledger is exact."""
     hosts = {name: network.add_host(name, octet) for name, octet in
              (("redis", 1), ("producer", 2), ("worker-a", 3), ("worker-b", 4), ("web", 5))}
     redis_addr, web_addr = hosts["redis"].address, hosts["web"].address
